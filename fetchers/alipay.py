@@ -1,0 +1,168 @@
+"""Alipay (支付宝) statements: the 业务明细 trade bill (direct and ISV variants) and the 账务明细 bill.
+
+Formats and quirks: reference/channel-formats.md §1. Columns are matched by header name.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+
+from fetchers.base import MONEY, ParsedStatement
+from fetchers.statement_zip import read_entry
+from fetchers.tabular import (
+    amount,
+    canonical,
+    check_amounts,
+    decode,
+    find_line,
+    line_frame,
+    natural_key,
+    parse_times,
+    pick_columns,
+    split_csv,
+    split_lines,
+    text,
+)
+from recon.config import ChannelConfig
+from recon.errors import InputError
+
+# Real bills are GBK; a bill re-saved by Excel or a text editor may be UTF-8.
+ENCODINGS = ("utf-8-sig", "gb18030")
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# Marker lines are '#' + dashes + title + dashes; dash counts differ between files, so match the title.
+START_MARKER = r"^#-+(业务明细列表|账务明细列表)-*\s*$"
+END_MARKER = r"^#-+.*列表结束-*\s*$"
+ACCOUNT = re.compile(r"#账号：\[(\d+)\]")
+PERIOD = re.compile(r"起始日期：\[(\d{4})年(\d{2})月(\d{2})日.*?终止日期：\[(\d{4})年(\d{2})月(\d{2})日 (\d{2}:\d{2}:\d{2})\]")
+# Footer totals; older files say 交易金额/交易退款金额 instead of 商家实收, so only 笔 and 共…元 are relied on.
+TRADE_TOTAL = re.compile(r"#交易合计：(\d+)笔，[^，]*?共(-?[\d.]+)元")
+REFUND_TOTAL = re.compile(r"#退款合计：(\d+)笔，[^，]*?共(-?[\d.]+)元")
+
+TRADE_COLUMNS = {
+    "channel_txn_id": ("支付宝交易号", "银联交易号"),
+    "order_no": ("商户订单号",),
+    "business_type": ("业务类型",),
+    "occurred_at": ("完成时间",),
+    "amount": ("订单金额（元）",),
+    "received": ("商家实收（元）",),
+    "refund_id": ("退款批次号/请求号", "退款批次号"),
+    "service_fee": ("服务费（元）",),
+    "counterparty": ("对方账户",),
+}
+# 业务类型 of the trade bill. A refund row keeps the trade's 支付宝交易号 and carries a negative amount,
+# though one public sample writes it positive, so the sign is taken from the type, not the cell.
+TRADE_KINDS = {"交易": "payment", "退款": "refund"}
+
+LEDGER_COLUMNS = {
+    "ledger_id": ("账务流水号",),
+    "channel_txn_id": ("业务流水号",),
+    "order_no": ("商户订单号",),
+    "occurred_at": ("发生时间",),
+    "income": ("收入金额（+元）",),
+    "expense": ("支出金额（-元）",),
+    "business_type": ("业务类型",),
+    "counterparty": ("对方账号",),
+}
+LEDGER_KINDS = {"在线支付": "payment", "交易付款": "payment", "交易退款": "refund", "退款": "refund", "收费": "fee"}
+
+
+def parse(path: Path, raw: bytes, channel: ChannelConfig) -> ParsedStatement:
+    """Parse an Alipay bill (.csv, or the downloaded .zip holding the detail and summary files)."""
+    if raw[:2] == b"PK":
+        _, raw = read_entry(path, raw, lambda n: "明细" in n and "汇总" not in n)
+    lines = split_lines(decode(raw, path, ENCODINGS))
+    start = find_line(lines, START_MARKER)
+    if start is None or start + 1 >= len(lines):
+        raise InputError(path, "not an Alipay bill: no '业务明细列表' or '账务明细列表' start marker", 1)
+    end = find_line(lines, END_MARKER, start + 1)
+    if end is None:
+        raise InputError(path, "truncated: the '列表结束' end marker is missing", len(lines))
+    preamble = "\n".join(lines.slice(0, start).to_list())
+    footer = "\n".join(lines.slice(end).to_list())
+    cells = split_csv(path, lines[start + 1], line_frame(lines, start + 2, end))
+    if "账务流水号" in cells.columns:
+        rows = _ledger(path, cells, channel, footer, end + 1)
+    else:
+        rows = _trades(path, cells, channel, footer, end + 1, start + 2)
+    account = ACCOUNT.search(preamble)
+    return ParsedStatement(rows=rows, period=_period(preamble), merchant_id=account.group(1) if account else None)
+
+
+def _period(preamble: str) -> tuple[date, date] | None:
+    found = PERIOD.search(preamble)
+    if not found:
+        return None
+    y1, m1, d1, y2, m2, d2, end_time = found.groups()
+    first, after = date(int(y1), int(m1), int(d1)), date(int(y2), int(m2), int(d2))
+    last = after - timedelta(days=1) if end_time == "00:00:00" else after
+    return first, max(first, last)
+
+
+def _trades(path: Path, cells: pl.DataFrame, channel: ChannelConfig, footer: str, footer_line: int,
+            header_line: int) -> pl.DataFrame:
+    cols = pick_columns(path, cells, TRADE_COLUMNS, ["channel_txn_id", "order_no", "business_type", "occurred_at",
+                                                     "amount"], header_line)
+    check_amounts(path, cells, [cols[c] for c in ("amount", "received", "service_fee") if c in cols])
+    frame = parse_times(path, cells, cols["occurred_at"], TIME_FORMAT, channel.zone)
+    kind = text(cols["business_type"]).replace_strict(TRADE_KINDS, default="adjustment", return_dtype=pl.String)
+    magnitude = amount(cols["amount"]).abs()
+    frame = frame.with_columns(
+        kind=kind,
+        amount=pl.when(kind == "refund").then(-magnitude).otherwise(amount(cols["amount"])),
+        # 服务费 is written negative when charged; canonical fee is positive when charged.
+        fee=-amount(cols["service_fee"]) if "service_fee" in cols else pl.lit(None, MONEY),
+        received=amount(cols["received"]) if "received" in cols else pl.lit(None, MONEY),
+        status=pl.lit("success"),
+        currency=pl.lit(channel.currency),
+        **{c: text(cols[c]) for c in ("order_no", "channel_txn_id", "refund_id", "counterparty") if c in cols},
+    )
+    _check_trade_totals(path, frame, footer, footer_line)
+    return canonical(frame.with_columns(natural_key=natural_key(["kind", "channel_txn_id", "refund_id"])))
+
+
+def _check_trade_totals(path: Path, frame: pl.DataFrame, footer: str, footer_line: int) -> None:
+    """Rows that do not add up to the footer mean a cut or edited file: reject it."""
+    column = "received" if frame["received"].null_count() < frame.height else "amount"
+    for pattern, kind, label in ((TRADE_TOTAL, "payment", "交易合计"), (REFUND_TOTAL, "refund", "退款合计")):
+        found = pattern.search(footer)
+        if not found:
+            continue
+        rows = frame.filter(pl.col("kind") == kind)
+        total = Decimal(str(rows[column].sum() or 0))
+        count, stated = int(found.group(1)), Decimal(found.group(2))
+        if count != rows.height or total != stated:
+            raise InputError(path, f"footer {label} says {count} rows totalling {stated}, "
+                                   f"but the file holds {rows.height} totalling {total.normalize()}", footer_line)
+
+
+def _ledger(path: Path, cells: pl.DataFrame, channel: ChannelConfig, footer: str, footer_line: int) -> pl.DataFrame:
+    cols = pick_columns(path, cells, LEDGER_COLUMNS, ["ledger_id", "occurred_at", "income", "expense",
+                                                      "business_type"], 5)
+    check_amounts(path, cells, [cols["income"], cols["expense"]])
+    frame = parse_times(path, cells, cols["occurred_at"], TIME_FORMAT, channel.zone)
+    income, expense = amount(cols["income"]).fill_null(0), amount(cols["expense"]).fill_null(0)
+    frame = frame.with_columns(
+        kind=text(cols["business_type"]).replace_strict(LEDGER_KINDS, default="adjustment", return_dtype=pl.String),
+        amount=income - expense,
+        income=income,
+        expense=expense,
+        status=pl.lit("success"),
+        currency=pl.lit(channel.currency),
+        ledger_id=text(cols["ledger_id"]),
+        **{c: text(cols[c]) for c in ("order_no", "channel_txn_id", "counterparty") if c in cols},
+    )
+    for label, column in (("支出合计", "expense"), ("收入合计", "income")):
+        found = re.search(rf"#{label}：(\d+)笔，共(-?[\d.]+)元", footer)
+        if found:
+            moved = frame.filter(pl.col(column) != 0)
+            total = Decimal(str(moved[column].sum() or 0))
+            if int(found.group(1)) != moved.height or total != Decimal(found.group(2)):
+                raise InputError(path, f"footer {label} says {found.group(1)} rows totalling {found.group(2)}, "
+                                       f"but the file holds {moved.height} totalling {total.normalize()}", footer_line)
+    # 账务流水号 identifies a ledger line: it is the record's key.
+    return canonical(frame.with_columns(natural_key=natural_key(["ledger_id"])))

@@ -1,0 +1,67 @@
+"""The ``csv`` channel kind: any statement described by a ``[channels.mapping]`` table in recon.toml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from fetchers.base import MONEY, ParsedStatement
+from fetchers.tabular import (
+    amount,
+    canonical,
+    check_amounts,
+    cut_at,
+    decode,
+    line_frame,
+    map_values,
+    natural_key,
+    parse_times,
+    split_csv,
+    split_lines,
+    text,
+)
+from recon.config import CANONICAL_KINDS, CANONICAL_STATUSES, ChannelConfig
+from recon.errors import InputError
+
+
+def parse(path: Path, raw: bytes, channel: ChannelConfig) -> ParsedStatement:
+    """Parse a generic CSV statement as its mapping describes."""
+    mapping = channel.mapping
+    assert mapping is not None  # enforced by ChannelConfig
+    encodings = ["utf-8-sig"] if mapping.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else [mapping.encoding]
+    lines = split_lines(decode(raw, path, encodings))
+    header_at = mapping.skip_lines
+    if header_at >= len(lines):
+        raise InputError(path, f"no header line: the file has {len(lines)} line(s) and skip_lines is {header_at}")
+    end = cut_at(lines, header_at + 1, mapping.footer_markers)
+    cells = split_csv(path, lines[header_at], line_frame(lines, header_at + 1, end), mapping.delimiter)
+    cols = {canonical_name: header for canonical_name, header in mapping.columns.items()}
+    missing = [h for h in cols.values() if h not in cells.columns]
+    if missing:
+        have = ", ".join(c for c in cells.columns if c != "line_no")
+        raise InputError(path, f"missing column(s) {', '.join(missing)}. The header has: {have}", header_at + 1)
+    check_amounts(path, cells, [cols[c] for c in ("amount", "fee") if c in cols])
+    frame = parse_times(path, cells, cols["occurred_at"], mapping.time_format, mapping.zone or channel.zone)
+    kind = (
+        map_values(path, frame, cols["kind"], mapping.kind_map, CANONICAL_KINDS, "kind")
+        if "kind" in cols else pl.lit(None, pl.String)
+    ).fill_null(mapping.default_kind)
+    status = (
+        map_values(path, frame, cols["status"], mapping.status_map, CANONICAL_STATUSES, "status")
+        if "status" in cols else pl.lit(None, pl.String)
+    ).fill_null(mapping.default_status)
+    frame = frame.with_columns(
+        kind=kind,
+        status=status,
+        amount=amount(cols["amount"], mapping.amount_unit == "minor"),
+        fee=amount(cols["fee"], mapping.amount_unit == "minor") if "fee" in cols else pl.lit(None, MONEY),
+        currency=text(cols["currency"]).fill_null(channel.currency) if "currency" in cols else pl.lit(channel.currency),
+        **{c: text(cols[c]) for c in ("order_no", "channel_txn_id", "refund_id", "counterparty") if c in cols},
+    )
+    if mapping.refunds_written_positive:
+        frame = frame.with_columns(
+            amount=pl.when(pl.col("kind") == "refund").then(-pl.col("amount").abs()).otherwise(pl.col("amount"))
+        )
+    rows = canonical(frame)
+    return ParsedStatement(rows=rows.with_columns(natural_key=natural_key(mapping.natural_key)))

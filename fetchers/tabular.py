@@ -1,0 +1,200 @@
+"""Shared, vectorised pieces for reading tabular statements: decode, cut, split, map by header name.
+
+Every channel module describes its format as data (header names → canonical columns) and calls
+these helpers; no helper loops over rows in Python.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from fetchers.base import CANONICAL_SCHEMA, MONEY
+from recon.errors import InputError
+
+_AMOUNT = r"^[-+]?\d{1,14}(\.\d{1,6})?$"
+# Characters banks and spreadsheets wrap around amounts: currency signs, thousands commas, spaces.
+_AMOUNT_NOISE = r"[¥￥$,\s]"
+# Cells that channels pad to stop Excel from mangling long numbers: TAB (Alipay), backtick (WeChat).
+_CELL_PADDING = " \t`\u3000"
+
+
+def decode(raw: bytes, path: Path, encodings: Sequence[str]) -> str:
+    """Decode ``raw`` with the first encoding that fits; name the line of the first bad byte otherwise."""
+    first_error: UnicodeDecodeError | None = None
+    for enc in encodings:
+        try:
+            return raw.decode(enc)
+        except UnicodeDecodeError as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    line = raw.count(b"\n", 0, first_error.start) + 1
+    raise InputError(path, f"cannot be decoded as {' or '.join(encodings)} (byte {first_error.start})", line)
+
+
+def normalise_header(name: str) -> str:
+    """Header cell as matched: NFKC folds full-width （元） and ：, padding and BOM are dropped."""
+    return unicodedata.normalize("NFKC", name).strip(_CELL_PADDING + "\ufeff\"")
+
+
+def split_lines(text: str) -> pl.Series:
+    """The lines of a decoded file (CRLF, CR and LF all end a line)."""
+    return pl.Series("text", text.splitlines(), dtype=pl.String)
+
+
+def line_frame(lines: pl.Series, start: int, end: int) -> pl.DataFrame:
+    """Non-blank lines ``start``..``end`` (0-based, end exclusive) with their 1-based line numbers."""
+    frame = pl.DataFrame({"text": lines.slice(start, max(end - start, 0))}).with_columns(
+        line_no=pl.int_range(start + 1, start + 1 + pl.len(), dtype=pl.Int64)
+    )
+    return frame.filter(pl.col("text").str.strip_chars() != "")
+
+
+def split_csv(path: Path, header_line: str, body: pl.DataFrame, delimiter: str = ",") -> pl.DataFrame:
+    """Split quoted CSV lines into string columns named by the (normalised) header."""
+    header = [normalise_header(h) for h in next(csv.reader([header_line], delimiter=delimiter))]
+    _check_header(path, header, int(body["line_no"].min() or 1) - 1)
+    if body.is_empty():
+        return pl.DataFrame(schema={**{h: pl.String for h in header}, "line_no": pl.Int64})
+    text = body["text"].str.join("\n").item() + "\n"
+    try:
+        cells = pl.read_csv(
+            io.BytesIO(text.encode("utf-8")), has_header=False, new_columns=header, separator=delimiter,
+            infer_schema_length=0, quote_char='"', raise_if_empty=False,
+        )
+    except pl.exceptions.PolarsError:
+        raise _ragged(path, body, len(header), delimiter) from None
+    if cells.height != body.height:
+        raise _ragged(path, body, len(header), delimiter)
+    return cells.with_columns(body["line_no"])
+
+
+def _ragged(path: Path, body: pl.DataFrame, width: int, delimiter: str) -> InputError:
+    for text, line_no in body.iter_rows():  # error path only: find the line to name
+        if len(next(csv.reader([text], delimiter=delimiter))) != width:
+            return InputError(path, f"expected {width} fields, found a different number (truncated or shifted row?)",
+                              line_no)
+    return InputError(path, "rows could not be split into the header's columns")
+
+
+def split_backtick(path: Path, header_line: str, body: pl.DataFrame) -> pl.DataFrame:
+    """Split WeChat-style rows: every value starts with one backtick and text cells hold bare commas."""
+    header = [normalise_header(h) for h in header_line.split(",")]
+    _check_header(path, header, int(body["line_no"].min() or 1) - 1)
+    parts = body.with_columns(
+        pl.col("text").str.strip_chars_end("\r").str.strip_prefix("`").str.split(",`").alias("parts")
+    )
+    wrong = parts.filter(pl.col("parts").list.len() != len(header))
+    if wrong.height:
+        raise InputError(path, f"expected {len(header)} fields, found {wrong['parts'][0].len()}", wrong["line_no"][0])
+    return parts.select(*[pl.col("parts").list.get(i).alias(h) for i, h in enumerate(header)], "line_no")
+
+
+def _check_header(path: Path, header: list[str], line_no: int) -> None:
+    dupes = sorted({h for h in header if header.count(h) > 1 and h})
+    if dupes:
+        raise InputError(path, f"header names a column twice: {', '.join(dupes)}", max(line_no, 1))
+
+
+def pick_columns(
+    path: Path, cells: pl.DataFrame, spec: Mapping[str, Iterable[str]], required: Iterable[str], header_line_no: int
+) -> dict[str, str]:
+    """Map canonical names to the file's header names; a required column that is absent is an error."""
+    present = set(cells.columns)
+    found: dict[str, str] = {}
+    for canonical, names in spec.items():
+        for name in names:
+            if normalise_header(name) in present:
+                found[canonical] = normalise_header(name)
+                break
+    missing = [c for c in required if c not in found]
+    if missing:
+        wanted = "; ".join(f"{c} ← {' | '.join(spec[c])}" for c in missing)
+        have = ", ".join(c for c in cells.columns if c != "line_no")
+        raise InputError(path, f"missing column(s): {wanted}. The header has: {have}", header_line_no)
+    return found
+
+
+def text(col: str) -> pl.Expr:
+    """A cell as text with channel padding removed; empty becomes null."""
+    value = pl.col(col).str.strip_chars(_CELL_PADDING)
+    return pl.when(value == "").then(None).otherwise(value)
+
+
+def check_amounts(path: Path, cells: pl.DataFrame, columns: Iterable[str]) -> None:
+    """Reject the file at the first cell that is not an exact decimal amount."""
+    for col in columns:
+        cleaned = pl.col(col).str.strip_chars(_CELL_PADDING).str.replace_all(_AMOUNT_NOISE, "")
+        bad = cells.filter(pl.col(col).is_not_null() & (cleaned != "") & ~cleaned.str.contains(_AMOUNT))
+        if bad.height:
+            raise InputError(path, f"{col}: {bad[col][0]!r} is not an amount", int(bad["line_no"][0]))
+
+
+def amount(col: str, minor_units: bool = False) -> pl.Expr:
+    """An amount cell as an exact DECIMAL(20,6); call ``check_amounts`` first."""
+    cleaned = pl.col(col).str.strip_chars(_CELL_PADDING).str.replace_all(_AMOUNT_NOISE, "").str.strip_prefix("+")
+    value = pl.when(cleaned == "").then(None).otherwise(cleaned).cast(MONEY)
+    return value / 100 if minor_units else value
+
+
+def parse_times(path: Path, cells: pl.DataFrame, col: str, fmt: str, zone: str) -> pl.DataFrame:
+    """Add ``occurred_at`` (UTC) and ``business_date`` (in ``zone``) from a wall-clock column."""
+    local = pl.col(col).str.strip_chars(_CELL_PADDING).str.strptime(pl.Datetime("us"), fmt, strict=False)
+    out = cells.with_columns(_local=local)
+    bad = out.filter(pl.col("_local").is_null())
+    if bad.height:
+        raise InputError(path, f"{col}: {bad[col][0]!r} is not a time in the format {fmt}", int(bad["line_no"][0]))
+    zoned = pl.col("_local").dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
+    return out.with_columns(
+        occurred_at=zoned.dt.convert_time_zone("UTC"), business_date=zoned.dt.date()
+    ).drop("_local")
+
+
+def natural_key(columns: Sequence[str]) -> pl.Expr:
+    """The channel's key for one record; two rows with the same key are the same record."""
+    return pl.concat_str([pl.col(c).fill_null("") for c in columns], separator="|")
+
+
+def canonical(frame: pl.DataFrame) -> pl.DataFrame:
+    """Select and type the canonical columns, filling absent ones with nulls."""
+    exprs = [
+        (pl.col(name) if name in frame.columns else pl.lit(None)).cast(dtype).alias(name)
+        for name, dtype in CANONICAL_SCHEMA.items()
+    ]
+    return frame.select(exprs)
+
+
+def find_line(lines: pl.Series, pattern: str, start: int = 0) -> int | None:
+    """Index of the first line at or after ``start`` that matches ``pattern`` (a regex)."""
+    hits = lines.slice(start).str.contains(pattern).arg_true()
+    return None if hits.is_empty() else start + int(hits[0])
+
+
+def map_values(
+    path: Path, frame: pl.DataFrame, col: str, mapping: Mapping[str, str], allowed: Sequence[str], what: str
+) -> pl.Expr:
+    """Map a raw cell through ``mapping`` (canonical values pass as they are); unknown values are an error."""
+    full = {**{v: v for v in allowed}, **{normalise_header(k): v for k, v in mapping.items()}}
+    raw = text(col)
+    unknown = frame.filter(raw.is_not_null() & ~raw.is_in(list(full)))
+    if unknown.height:
+        value = unknown[col][0]
+        raise InputError(path, f"{col}: {value!r} is not a known {what} (map it in {what}_map)",
+                         int(unknown["line_no"][0]))
+    return raw.replace_strict(full, default=None, return_dtype=pl.String)
+
+
+def cut_at(lines: pl.Series, start: int, markers: Sequence[str]) -> int:
+    """Index of the first line at or after ``start`` beginning with one of ``markers`` (or the end)."""
+    if not markers:
+        return len(lines)
+    hits = lines.slice(start).str.strip_chars(_CELL_PADDING + "\ufeff\"").str.starts_with(markers[0])
+    for marker in markers[1:]:
+        hits = hits | lines.slice(start).str.strip_chars(_CELL_PADDING + "\ufeff\"").str.starts_with(marker)
+    found = hits.arg_true()
+    return len(lines) if found.is_empty() else start + int(found[0])

@@ -1,0 +1,122 @@
+"""WeChat Pay (微信支付) trade bills: v3 ALL / SUCCESS / REFUND and the legacy v2 layout.
+
+Formats and quirks: reference/channel-formats.md §2. Columns are matched by header name.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+
+from fetchers.base import MONEY, ParsedStatement
+from fetchers.tabular import (
+    amount,
+    canonical,
+    check_amounts,
+    decode,
+    find_line,
+    line_frame,
+    natural_key,
+    parse_times,
+    pick_columns,
+    split_backtick,
+    split_lines,
+    text,
+)
+from recon.config import ChannelConfig
+from recon.errors import InputError
+
+# Real API bills start with a UTF-8 BOM and use CRLF (verified through the published SHA1).
+ENCODINGS = ("utf-8-sig",)
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# The summary header; the line after it holds the totals. Legacy bills have 5 summary columns, v3 has 7.
+SUMMARY_MARKER = r"^\ufeff?总交易单数"
+
+COLUMNS = {
+    "occurred_at": ("交易时间",),
+    "refunded_at": ("退款成功时间",),
+    "merchant_id": ("商户号",),
+    "channel_txn_id": ("微信订单号",),
+    "order_no": ("商户订单号",),
+    "counterparty": ("用户标识",),
+    "trade_state": ("交易状态",),
+    "currency": ("货币种类",),
+    "paid": ("应结订单金额", "总金额"),
+    "refund_amount": ("退款金额",),
+    "refund_id": ("微信退款单号",),
+    "refund_state": ("退款状态",),
+    "fee": ("手续费",),
+}
+# Summary header → the detail column it totals.
+TOTALS = {"应结订单总金额": "paid", "总交易额": "paid", "退款总金额": "refund_amount", "总退款金额": "refund_amount",
+          "手续费总金额": "fee"}
+# 交易状态 of payment rows; REFUND marks a refund row. 退款状态 is a snapshot taken at export.
+PAYMENT_STATES = {"SUCCESS": "success", "REVOKED": "closed", "CLOSED": "closed", "NOTPAY": "pending",
+                  "USERPAYING": "pending", "PAYERROR": "failed"}
+REFUND_STATES = {"SUCCESS": "success", "PROCESSING": "pending", "FAIL": "failed", "CHANGE": "failed"}
+# Payment rows carry "0" in the refund-number columns instead of leaving them empty.
+NO_REFUND_ID = "0"
+
+
+def parse(path: Path, raw: bytes, channel: ChannelConfig) -> ParsedStatement:
+    """Parse a WeChat Pay trade bill."""
+    lines = split_lines(decode(raw, path, ENCODINGS))
+    if lines.is_empty() or "交易时间" not in lines[0] or "微信订单号" not in lines[0]:
+        hint = " (this is a fund-flow bill, 资金账单; import the trade bill, 交易账单)" if (
+            not lines.is_empty() and "记账时间" in lines[0]) else ""
+        raise InputError(path, f"not a WeChat Pay trade bill: the first line is not its header{hint}", 1)
+    summary = find_line(lines, SUMMARY_MARKER, 1)
+    if summary is None or summary + 1 >= len(lines):
+        raise InputError(path, "truncated: the summary block (总交易单数) is missing", len(lines))
+    cells = split_backtick(path, lines[0], line_frame(lines, 1, summary))
+    cols = pick_columns(path, cells, COLUMNS, ["occurred_at", "channel_txn_id", "order_no", "trade_state", "paid"], 1)
+    check_amounts(path, cells, [cols[c] for c in ("paid", "refund_amount", "fee") if c in cols])
+    is_refund = text(cols["trade_state"]) == "REFUND"
+    if "refunded_at" in cols:
+        cells = cells.with_columns(
+            pl.when(is_refund & text(cols["refunded_at"]).is_not_null())
+            .then(pl.col(cols["refunded_at"])).otherwise(pl.col(cols["occurred_at"])).alias(cols["occurred_at"])
+        )
+    frame = parse_times(path, cells, cols["occurred_at"], TIME_FORMAT, channel.zone)
+    refund_state = text(cols["refund_state"]) if "refund_state" in cols else pl.lit("SUCCESS")
+    refund_id = text(cols["refund_id"]) if "refund_id" in cols else pl.lit(None, pl.String)
+    refunded = amount(cols["refund_amount"]) if "refund_amount" in cols else pl.lit(None, MONEY)
+    frame = frame.with_columns(
+        kind=pl.when(is_refund).then(pl.lit("refund")).otherwise(pl.lit("payment")),
+        amount=pl.when(is_refund).then(-refunded.abs()).otherwise(amount(cols["paid"])),
+        status=pl.when(is_refund)
+        .then(refund_state.replace_strict(REFUND_STATES, default="pending", return_dtype=pl.String))
+        .otherwise(text(cols["trade_state"]).replace_strict(PAYMENT_STATES, default="failed", return_dtype=pl.String)),
+        refund_id=pl.when(is_refund & (refund_id != NO_REFUND_ID)).then(refund_id),
+        fee=amount(cols["fee"]) if "fee" in cols else pl.lit(None, MONEY),
+        currency=text(cols["currency"]).fill_null(channel.currency) if "currency" in cols else pl.lit(channel.currency),
+        **{c: text(cols[c]) for c in ("order_no", "channel_txn_id", "counterparty") if c in cols},
+    )
+    _check_totals(path, cells, cols, lines[summary], lines[summary + 1], summary + 2)
+    merchants = text(cols["merchant_id"]).drop_nulls().unique() if "merchant_id" in cols else None
+    merchant = cells.select(merchants)[:, 0].to_list() if merchants is not None else []
+    rows = canonical(frame).with_columns(natural_key=natural_key(["kind", "channel_txn_id", "refund_id"]))
+    return ParsedStatement(rows=rows, merchant_id=merchant[0] if len(merchant) == 1 else None)
+
+
+def _check_totals(path: Path, cells: pl.DataFrame, cols: dict[str, str], header: str, values: str,
+                  line_no: int) -> None:
+    """The summary block must agree with the rows: a mismatch means a cut or altered bill."""
+    names = [h.strip().lstrip("\ufeff") for h in header.split(",")]
+    figures = [v.strip().lstrip("`") for v in values.split(",")]
+    if len(figures) != len(names):
+        raise InputError(path, f"summary line has {len(figures)} values for {len(names)} headings", line_no)
+    stated = dict(zip(names, figures, strict=True))
+    try:
+        if int(stated["总交易单数"]) != cells.height:
+            raise InputError(path, f"summary says {stated['总交易单数']} rows, the bill holds {cells.height}", line_no)
+        for heading, detail in TOTALS.items():
+            if heading in stated and detail in cols:
+                total = Decimal(str(cells.select(amount(cols[detail]).sum()).item() or 0))
+                if total != Decimal(stated[heading]):
+                    raise InputError(path, f"summary {heading} is {stated[heading]}, the rows add up to "
+                                           f"{total.normalize()}", line_no)
+    except (ArithmeticError, ValueError, KeyError) as exc:
+        raise InputError(path, f"summary values are not numbers ({exc})", line_no) from None

@@ -1,0 +1,29 @@
+"""The job body behind ``recon run`` (and, later, the scheduler): lock, reconcile a date, write reports."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from recon.config import Config
+from recon.lock import store_lock
+from recon.pipeline import RunSummary, run
+from recon.store import open_store
+from reports import RENDERERS, ReportData, load_report
+
+
+def reconcile(config: Config, day: date, channel_ids: list[str] | None, command: str,
+              formats: list[str] | None = None, out_dir: Path | None = None) -> tuple[RunSummary, ReportData]:
+    """Reconcile ``day`` while holding the store lock, then write the configured reports."""
+    with store_lock(config.store_path, command), open_store(config, write=True) as con:
+        summary = run(con, config, day, channel_ids, command)
+        data = load_report(con, None, summary.run_id, config.shop.zone)
+    summary.reports = [str(p) for p in write_reports(config, data, formats, out_dir)]
+    return summary, data
+
+
+def write_reports(config: Config, data: ReportData, formats: list[str] | None = None,
+                  out_dir: Path | None = None, lang: str | None = None) -> list[Path]:
+    target = out_dir or config.resolve(config.reports.out_dir)
+    language = lang or config.reports.language
+    return [RENDERERS[f](data, target, language) for f in (formats or config.reports.formats)]

@@ -1,0 +1,66 @@
+"""Classification: one SQL pass per (channel, business date) over the store (recon/sql/classify.sql)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta
+from importlib import resources
+from zoneinfo import ZoneInfo
+
+import duckdb
+
+from recon.config import ChannelConfig
+from recon.shops.base import ShopAdapter
+from recon.taxonomy import CODES
+
+CLASSIFY_SQL = resources.files("recon").joinpath("sql/classify.sql").read_text(encoding="utf-8")
+
+
+def day_bounds(day: date, zone: str) -> tuple[datetime, datetime]:
+    """[start, end) of a business date in ``zone``, as aware datetimes."""
+    tz = ZoneInfo(zone)
+    start = datetime.combine(day, time(0), tzinfo=tz)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+    return start, end
+
+
+def prepare(con: duckdb.DuckDBPyConnection) -> None:
+    """Session helpers the classification SQL uses."""
+    con.execute("CREATE OR REPLACE TEMP MACRO money(x) AS CAST(CAST(x AS DECIMAL(20,2)) AS VARCHAR)")
+    con.execute("CREATE OR REPLACE TEMP TABLE code_priority (code VARCHAR, priority INTEGER)")
+    con.executemany("INSERT INTO code_priority VALUES (?, ?)", [(c.code, c.priority) for c in CODES])
+
+
+def classify(con: duckdb.DuckDBPyConnection, run_id: int, channel: ChannelConfig, day: date,
+             shop: ShopAdapter, complete: bool) -> dict[str, int]:
+    """Write the results of one (channel, date) for ``run_id``; return counts per code."""
+    start, end = day_bounds(day, channel.zone)
+    params = {
+        "run_id": run_id,
+        "channel": channel.id,
+        "d": day,
+        "day_start": start,
+        "day_end": end,
+        "grace_start": end - channel.grace,
+        "incomplete": not complete,
+        "tol": channel.tolerance,
+        "fee_rate": channel.fee_rate,
+        "fee_tol": channel.fee_tolerance,
+        "pay_ids": channel.pay_ids,
+        "ci": shop.case_insensitive,
+        "auto_repair_max": channel.auto_repair_max,
+        "repairable_missing": list(shop.repairable.get("missing_callback", ())),
+        "repairable_undelivered": list(shop.repairable.get("paid_not_delivered", ())),
+    }
+    for statement in _statements(CLASSIFY_SQL):
+        used = {k: v for k, v in params.items() if re.search(rf"\${k}\b", statement)}
+        con.execute(statement, used)
+    rows = con.execute(
+        "SELECT code, count(*) FROM results WHERE run_id = ? AND channel = ? GROUP BY code", [run_id, channel.id]
+    ).fetchall()
+    return {str(code): int(n) for code, n in rows}
+
+
+def _statements(sql: str) -> list[str]:
+    body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in body.split(";\n") if s.strip()]

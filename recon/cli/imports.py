@@ -1,0 +1,63 @@
+"""``recon import``: statement files by hand. The same file twice is a no-op and says so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recon.cli.common import handled, load, out, print_json
+from recon.errors import InputError, ReconError
+from recon.importer import ImportOutcome, PreparedImport, prepare_import, store_import
+from recon.lock import store_lock
+from recon.store import open_store
+
+
+@handled
+def import_files(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="statement files (csv, txt or the channel's zip)")],
+    channel: Annotated[str, typer.Option("--channel", "-c", help="configured channel id")],
+    json_out: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Import statement files. Every file is checked first; if one is bad, none is imported."""
+    config = load(ctx)
+    config.channel(channel)
+    with store_lock(config.store_path), open_store(config, write=True) as con:
+        prepared: list[PreparedImport | ImportOutcome] = []
+        problems: list[ReconError] = []
+        for path in files:
+            try:
+                prepared.append(prepare_import(con, config, channel, path))
+            except InputError as exc:
+                problems.append(exc)
+        if problems:
+            for problem in problems[:-1]:
+                typer.echo(f"error: {problem}", err=True)
+            raise problems[-1]
+        outcomes = [p if isinstance(p, ImportOutcome) else store_import(con, config, p) for p in prepared]
+    if json_out:
+        print_json([_as_json(o) for o in outcomes])
+        return
+    for o in outcomes:
+        if o.already_imported:
+            out.print(f"{o.file}: already imported (import #{o.import_id}); nothing to do")
+            continue
+        period = f", covers {o.period[0]}..{o.period[1]}" if o.period else ""
+        out.print(f"{o.file}: import #{o.import_id}: {o.rows_total} rows, {o.rows_new} new, "
+                  f"{o.rows_duplicate} duplicate{period}")
+        for line, of in o.duplicates[:20]:
+            out.print(f"  line {line}: duplicate of {of}")
+        if len(o.duplicates) > 20:
+            out.print(f"  … and {len(o.duplicates) - 20} more (table import_duplicates)")
+
+
+def _as_json(o: ImportOutcome) -> dict[str, object]:
+    return {
+        "file": o.file, "channel": o.channel, "sha256": o.sha256, "import_id": o.import_id,
+        "already_imported": o.already_imported, "rows_total": o.rows_total, "rows_new": o.rows_new,
+        "rows_duplicate": o.rows_duplicate,
+        "duplicates": [{"line": line, "duplicate_of": of} for line, of in o.duplicates],
+        "period": [o.period[0].isoformat(), o.period[1].isoformat()] if o.period else None,
+    }

@@ -1,0 +1,269 @@
+"""Typed, validated ``recon.toml``. A bad value fails with its key path and what was expected."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from recon.errors import ConfigError
+from recon.secrets import Secret, reject_inline_password
+
+DEFAULT_CONFIG = "recon.toml"
+CANONICAL_KINDS = ("payment", "refund", "fee", "adjustment")
+CANONICAL_STATUSES = ("success", "refunded", "closed", "pending", "failed")
+
+# Hours after a day boundary during which a record may still land in the next day's bill.
+# WeChat and Alipay cut bills at 00:00 Beijing time by success time; a payment at 23:59:59
+# can be booked on either side of midnight, so orders created in the last hours wait a day.
+DEFAULT_GRACE_HOURS: dict[str, Decimal] = {
+    "alipay": Decimal(2),
+    "wechatpay": Decimal(2),
+    "epay": Decimal(1),
+    "usdt_trc20": Decimal(1),
+    "stripe": Decimal(24),
+    "paypal": Decimal(24),
+    "csv": Decimal(1),
+}
+
+Money = Annotated[Decimal, Field(ge=0, max_digits=20, decimal_places=6)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (expected an IANA name such as Asia/Shanghai)") from None
+    return value
+
+
+class StoreConfig(_Section):
+    path: Path = Path("recon.duckdb")
+    memory_limit: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
+    archive_dir: Path | None = None
+
+
+class ShopConfig(_Section):
+    kind: Literal["sqlite", "sql"]
+    path: Path | None = None
+    schema_: Literal["dujiaoka"] | None = Field(default=None, alias="schema")
+    dsn: Secret | str | None = None
+    zone: str = "Asia/Shanghai"
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    query: str | None = None
+    columns: dict[str, str] = {}
+    status_map: dict[str, str] = {}
+    goods_kind_map: dict[str, str] = {}
+    order_no_case_insensitive: bool = False
+    notify_base_url: str | None = None
+
+    _zone = field_validator("zone")(_check_zone)
+
+    @field_validator("dsn", mode="before")
+    @classmethod
+    def _dsn(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.startswith(("env:", "file:")):
+            return reject_inline_password(value)
+        return value
+
+    @model_validator(mode="after")
+    def _needs(self) -> ShopConfig:
+        if self.kind == "sqlite" and self.path is None:
+            raise ValueError("kind 'sqlite' needs path = the SQLite file of the shop")
+        if self.schema_ is None and not self.query:
+            raise ValueError("give schema = \"dujiaoka\" or a query with its columns mapping")
+        if self.kind == "sql" and self.dsn is None:
+            raise ValueError("kind 'sql' needs dsn")
+        return self
+
+
+class CsvMapping(_Section):
+    """How a generic CSV statement maps onto canonical channel rows (header names, never positions)."""
+
+    encoding: str = "utf-8"
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    skip_lines: int = Field(default=0, ge=0)
+    footer_markers: list[str] = []
+    columns: dict[str, str]
+    time_format: str = "%Y-%m-%d %H:%M:%S"
+    zone: str | None = None
+    amount_unit: Literal["major", "minor"] = "major"
+    kind_map: dict[str, Literal["payment", "refund", "fee", "adjustment"]] = {}
+    status_map: dict[str, Literal["success", "refunded", "closed", "pending", "failed"]] = {}
+    default_kind: Literal["payment", "refund", "fee", "adjustment"] = "payment"
+    default_status: Literal["success", "refunded", "closed", "pending", "failed"] = "success"
+    refunds_written_positive: bool = False
+    natural_key: list[str] = ["kind", "channel_txn_id", "refund_id"]
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, value: dict[str, str]) -> dict[str, str]:
+        known = {"order_no", "channel_txn_id", "refund_id", "amount", "currency", "fee", "status", "kind",
+                 "occurred_at", "counterparty"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown canonical column(s) {unknown}; expected some of {sorted(known)}")
+        missing = [c for c in ("amount", "occurred_at") if c not in value]
+        if missing:
+            raise ValueError(f"must map {missing}")
+        if "order_no" not in value and "channel_txn_id" not in value:
+            raise ValueError("must map order_no or channel_txn_id")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r}") from None
+        return value
+
+    _zone = field_validator("zone")(lambda v: v if v is None else _check_zone(v))
+
+
+class ChannelConfig(_Section):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    kind: Literal["alipay", "wechatpay", "epay", "usdt_trc20", "stripe", "paypal", "csv"]
+    shop_pay_ids: list[int | str] = []
+    zone: str = "Asia/Shanghai"
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    grace_hours: Decimal | None = Field(default=None, ge=0, le=168)
+    tolerance: Money = Decimal(0)
+    fee_rate: Decimal | None = Field(default=None, ge=0, lt=1)
+    fee_tolerance: Money = Decimal("0.01")
+    auto_repair_max: Money | None = None
+    merchant_id: str | None = None
+    inbox: Path | None = None
+    credentials: dict[str, Secret] = {}
+    mapping: CsvMapping | None = None
+
+    _zone = field_validator("zone")(_check_zone)
+
+    @model_validator(mode="after")
+    def _mapping(self) -> ChannelConfig:
+        if self.kind == "csv" and self.mapping is None:
+            raise ValueError("a 'csv' channel needs a [channels.mapping] table")
+        return self
+
+    @property
+    def grace(self) -> timedelta:
+        hours = self.grace_hours if self.grace_hours is not None else DEFAULT_GRACE_HOURS[self.kind]
+        return timedelta(seconds=int(hours * 3600))
+
+    @property
+    def pay_ids(self) -> list[str]:
+        return [str(v) for v in self.shop_pay_ids]
+
+
+class RepairConfig(_Section):
+    auto_repair: bool = False
+
+
+class ReportsConfig(_Section):
+    out_dir: Path = Path("reports")
+    language: Literal["zh-CN", "en"] = "zh-CN"
+    formats: list[Literal["xlsx", "html"]] = ["xlsx", "html"]
+
+
+class Config(_Section):
+    store: StoreConfig = StoreConfig()
+    shop: ShopConfig
+    channels: list[ChannelConfig] = Field(min_length=1)
+    repair: RepairConfig = RepairConfig()
+    reports: ReportsConfig = ReportsConfig()
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("channels")
+    @classmethod
+    def _unique(cls, value: list[ChannelConfig]) -> list[ChannelConfig]:
+        seen: set[str] = set()
+        for ch in value:
+            if ch.id in seen:
+                raise ValueError(f"channel id {ch.id!r} is used twice")
+            seen.add(ch.id)
+        return value
+
+    def resolve(self, path: Path) -> Path:
+        """A path from the config, taken relative to the config file's folder."""
+        path = path.expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def store_path(self) -> Path:
+        return self.resolve(self.store.path)
+
+    @property
+    def archive_dir(self) -> Path:
+        if self.store.archive_dir is not None:
+            return self.resolve(self.store.archive_dir)
+        return self.store_path.parent / "archive"
+
+    def channel(self, channel_id: str) -> ChannelConfig:
+        for ch in self.channels:
+            if ch.id == channel_id:
+                return ch
+        known = ", ".join(c.id for c in self.channels)
+        raise ConfigError("channels", f"no channel with id {channel_id!r} (configured: {known})")
+
+
+def _key_path(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
+        elif item.startswith(("function-", "literal[", "str", "int", "decimal")) or "[" in item:
+            continue
+        else:
+            parts.append(item)
+    return ".".join(parts) or "(top level)"
+
+
+def parse_config(data: dict[str, Any], source: Path | str, base_dir: Path) -> Config:
+    """Validate a parsed TOML document; the first problem becomes a ConfigError with its key path."""
+    try:
+        config = Config.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see `recon init` for every key)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in err and err["type"] != "model_type" and not isinstance(err["input"], dict):
+            msg = f"{msg} (got {err['input']!r})"
+        raise ConfigError(_key_path(err["loc"], data), msg, source) from None
+    from fetchers import PARSERS
+
+    for i, ch in enumerate(config.channels):
+        if ch.kind not in PARSERS:
+            raise ConfigError(
+                f"channels[{i}].kind",
+                f"kind {ch.kind!r} has no statement parser in this version (available: {', '.join(PARSERS)})",
+                source,
+            )
+    return config
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate ``recon.toml``."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("--config", f"{path} does not exist (create one with `recon init`)") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError("(file)", f"not valid TOML: {exc}", path) from None
+    return parse_config(data, path, path.resolve().parent)

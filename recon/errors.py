@@ -1,0 +1,71 @@
+"""The errors recon raises, each saying whether trying again can help.
+
+    ReconError                      base; ``retryable`` and ``exit_code`` on every class
+    ├── ConfigError                 bad recon.toml value (names the key path)          exit 2
+    ├── UsageError                  bad command-line use                                exit 2
+    ├── InputError                  a statement file we will not import (file, line)   exit 1
+    ├── ShopError                   the shop database could not be read as configured  exit 1
+    ├── StoreError                  the DuckDB store is unusable or of a newer version exit 1
+    ├── NotFound                    an id that is not in the store                     exit 1
+    └── LockBusy                    another writer holds the store (PID, start time)   exit 75, retryable
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ReconError(Exception):
+    """Base of every error recon reports to a user."""
+
+    retryable: bool = False
+    exit_code: int = 1
+
+
+class ConfigError(ReconError):
+    """A configuration value is missing or wrong; the message names its key path."""
+
+    exit_code = 2
+
+    def __init__(self, key: str, problem: str, source: Path | str | None = None) -> None:
+        self.key = key
+        self.problem = problem
+        self.source = str(source) if source else None
+        where = f"{self.source}: " if self.source else ""
+        super().__init__(f"{where}{key}: {problem}")
+
+
+class UsageError(ReconError):
+    """The command line asks for something that cannot be done."""
+
+    exit_code = 2
+
+
+class InputError(ReconError):
+    """A statement file is rejected; nothing of it was imported."""
+
+    def __init__(self, file: Path | str, problem: str, line: int | None = None) -> None:
+        self.file = str(file)
+        self.line = line
+        self.problem = problem
+        at = f"{self.file}:{line}" if line is not None else self.file
+        super().__init__(f"{at}: {problem}")
+
+
+class ShopError(ReconError):
+    """The shop's orders could not be read."""
+
+
+class StoreError(ReconError):
+    """The store cannot be used."""
+
+
+class NotFound(ReconError):
+    """The thing asked for is not in the store."""
+
+
+class LockBusy(ReconError):
+    """Another process is writing to the store; try again when it has finished."""
+
+    retryable = True
+    exit_code = 75

@@ -1,0 +1,170 @@
+"""Import statement files: content-addressed, idempotent, all or nothing, duplicates recorded."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+
+from fetchers import PARSERS, ParsedStatement
+from recon.config import Config
+from recon.errors import InputError
+
+
+@dataclass
+class ImportOutcome:
+    """What importing one file did."""
+
+    file: str
+    channel: str
+    sha256: str
+    import_id: int
+    already_imported: bool
+    rows_total: int = 0
+    rows_new: int = 0
+    rows_duplicate: int = 0
+    duplicates: list[tuple[int, str]] = field(default_factory=list)  # (line, "file:line" it repeats)
+    period: tuple[date, date] | None = None
+
+
+def sha256_of(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def archive(raw: bytes, digest: str, archive_dir: Path) -> Path:
+    """Keep the original bytes, named by content, so every row's raw line can be shown later."""
+    target = archive_dir / digest[:2] / digest
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{digest}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(raw)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    return target
+
+
+@dataclass
+class PreparedImport:
+    """A parsed, validated file waiting to be stored."""
+
+    channel: str
+    path: Path
+    digest: str
+    raw: bytes
+    parsed: ParsedStatement
+
+
+def prepare_import(con: duckdb.DuckDBPyConnection, config: Config, channel_id: str,
+                   path: Path) -> PreparedImport | ImportOutcome:
+    """Read and parse one file; an ImportOutcome when it was imported before. Changes nothing."""
+    channel = config.channel(channel_id)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror}") from None
+    digest = sha256_of(raw)
+    seen = con.execute("SELECT import_id, channel FROM imports WHERE sha256 = ?", [digest]).fetchone()
+    if seen:
+        if seen[1] != channel_id:
+            raise InputError(path, f"this file was already imported for channel {seen[1]!r} (import #{seen[0]})")
+        return ImportOutcome(str(path), channel_id, digest, int(seen[0]), already_imported=True)
+    parsed = PARSERS[channel.kind](path, raw, channel)
+    if channel.merchant_id and parsed.merchant_id and parsed.merchant_id != channel.merchant_id:
+        raise InputError(path, f"bill of merchant {parsed.merchant_id}, but channel {channel_id!r} is merchant "
+                               f"{channel.merchant_id}")
+    return PreparedImport(channel_id, path, digest, raw, parsed)
+
+
+def store_import(con: duckdb.DuckDBPyConnection, config: Config, prepared: PreparedImport,
+                 source: str = "file") -> ImportOutcome:
+    """Archive the original bytes and store the rows in one transaction."""
+    stored = archive(prepared.raw, prepared.digest, config.archive_dir)
+    return _store(con, prepared.channel, prepared.path, prepared.digest, stored, len(prepared.raw), source,
+                  prepared.parsed)
+
+
+def import_file(con: duckdb.DuckDBPyConnection, config: Config, channel_id: str, path: Path,
+                source: str = "file") -> ImportOutcome:
+    """Parse, validate and store one statement file in a single transaction."""
+    prepared = prepare_import(con, config, channel_id, path)
+    if isinstance(prepared, ImportOutcome):
+        return prepared
+    return store_import(con, config, prepared, source)
+
+
+def _period(parsed: ParsedStatement) -> tuple[date, date] | None:
+    if parsed.period is not None:
+        return parsed.period
+    if parsed.rows.is_empty():
+        return None
+    dates = parsed.rows["business_date"]
+    return dates.min(), dates.max()  # type: ignore[return-value]
+
+
+def _store(con: duckdb.DuckDBPyConnection, channel_id: str, path: Path, digest: str, stored: Path, size: int,
+           source: str, parsed: ParsedStatement) -> ImportOutcome:
+    period = _period(parsed)
+    con.register("incoming", parsed.rows.to_arrow())
+    con.execute("BEGIN")
+    try:
+        import_id = int(con.execute("SELECT nextval('import_ids')").fetchone()[0])  # type: ignore[index]
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE incoming_ranked AS
+            SELECT i.*,
+                   row_number() OVER (PARTITION BY i.natural_key ORDER BY i.line_no) AS nth,
+                   first(i.line_no) OVER (PARTITION BY i.natural_key ORDER BY i.line_no) AS first_line,
+                   held.held_at
+            FROM incoming i
+            LEFT JOIN (
+                SELECT t.natural_key, m.file_name || ':' || coalesce(t.line_no::VARCHAR, '?') AS held_at
+                FROM channel_txn t JOIN imports m USING (import_id)
+                WHERE t.channel = $channel
+            ) held USING (natural_key)
+            """,
+            {"channel": channel_id},
+        )
+        con.execute(
+            """
+            INSERT INTO channel_txn
+            SELECT nextval('txn_ids'), $channel, kind, order_no, channel_txn_id, refund_id, amount, currency, fee,
+                   status, occurred_at, business_date, counterparty, $sha, line_no, $import_id, natural_key
+            FROM incoming_ranked WHERE nth = 1 AND held_at IS NULL ORDER BY line_no
+            """,
+            {"channel": channel_id, "sha": digest, "import_id": import_id},
+        )
+        con.execute(
+            """
+            INSERT INTO import_duplicates
+            SELECT $import_id, line_no, $channel, natural_key,
+                   coalesce(held_at, $name || ':' || first_line::VARCHAR)
+            FROM incoming_ranked WHERE nth > 1 OR held_at IS NOT NULL
+            """,
+            {"channel": channel_id, "import_id": import_id, "name": path.name},
+        )
+        dupes = con.execute(
+            "SELECT line_no, duplicate_of FROM import_duplicates WHERE import_id = ? ORDER BY line_no", [import_id]
+        ).fetchall()
+        total = parsed.rows.height
+        con.execute(
+            "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [import_id, channel_id, digest, path.name, str(stored), size, source, total, total - len(dupes),
+             len(dupes), period[0] if period else None, period[1] if period else None, parsed.merchant_id,
+             datetime.now(UTC)],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.unregister("incoming")
+    return ImportOutcome(str(path), channel_id, digest, import_id, already_imported=False, rows_total=total,
+                         rows_new=total - len(dupes), rows_duplicate=len(dupes),
+                         duplicates=[(int(line), str(of)) for line, of in dupes], period=period)

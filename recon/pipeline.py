@@ -1,0 +1,169 @@
+"""One reconciliation run: load shop orders, classify each channel's date, update the ledger."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import duckdb
+import polars as pl
+
+from recon.classify import classify, day_bounds, prepare
+from recon.config import ChannelConfig, Config
+from recon.errors import ReconError
+from recon.ledger import update_from_run
+from recon.money import money_str
+from recon.shops import ShopAdapter, open_shop
+from recon.taxonomy import WAITING_CODES
+
+
+@dataclass
+class RunSummary:
+    """What a run found, in the shape of ``recon run --json`` (DESIGN §7)."""
+
+    run_id: int
+    business_date: date
+    channels: list[str]
+    counts: dict[str, int]
+    amounts: dict[str, Decimal]
+    differences: dict[str, Decimal]
+    exceptions_open: int
+    needs_person: int
+    incomplete_channels: list[str]
+    ledger: dict[str, int]
+    repairs: dict[str, int] = field(default_factory=lambda: {"planned": 0, "applied": 0, "skipped": 0, "failed": 0})
+    reports: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "run_id": self.run_id,
+            "business_date": self.business_date.isoformat(),
+            "channels": self.channels,
+            "counts": self.counts,
+            "amounts": {k: money_str(v) for k, v in self.amounts.items()},
+            "differences": {k: money_str(v) for k, v in self.differences.items()},
+            "exceptions_open": self.exceptions_open,
+            "needs_person": self.needs_person,
+            "incomplete_channels": self.incomplete_channels,
+            "repairs": self.repairs,
+            "reports": self.reports,
+        }
+
+
+def abort_stale_runs(con: duckdb.DuckDBPyConnection) -> int:
+    """Runs left 'running' by a killed process; call only while holding the store lock."""
+    rows = con.execute(
+        "UPDATE runs SET status = 'aborted', finished_at = now(), error = 'the process ended without finishing' "
+        "WHERE status = 'running' RETURNING run_id"
+    ).fetchall()
+    return len(rows)
+
+
+def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels: list[ChannelConfig],
+                     day: date) -> int:
+    """Refresh shop_orders for the day's window, the orders the day's channel rows name and carried ones."""
+    bounds = [day_bounds(day, ch.zone) for ch in channels]
+    start = min(b[0] for b in bounds) - timedelta(days=1)
+    end = max(b[1] for b in bounds) + timedelta(days=1)
+    window = shop.orders_created_between(start, end)
+    named = con.execute(
+        """
+        SELECT DISTINCT order_no FROM channel_txn
+        WHERE order_no IS NOT NULL AND business_date = $d AND list_contains($channels, channel)
+        UNION
+        SELECT DISTINCT order_no FROM exceptions
+        WHERE status = 'open' AND order_no IS NOT NULL AND list_contains($channels, channel)
+        """,
+        {"d": day, "channels": [c.id for c in channels]},
+    ).fetchall()
+    have = set(window["order_no"].str.to_uppercase()) if shop.case_insensitive else set(window["order_no"])
+    wanted = [n for (n,) in named if (n.upper() if shop.case_insensitive else n) not in have]
+    orders = pl.concat([window, shop.orders_by_no(wanted)]) if wanted else window
+    orders = orders.unique(subset="order_no", keep="first").with_columns(loaded_at=pl.lit(datetime.now(UTC)))
+    con.register("loaded_orders", orders.to_arrow())
+    try:
+        con.execute("DELETE FROM shop_orders WHERE order_no IN (SELECT order_no FROM loaded_orders)")
+        con.execute("INSERT INTO shop_orders BY NAME SELECT * FROM loaded_orders")
+    finally:
+        con.unregister("loaded_orders")
+    return orders.height
+
+
+def channel_complete(con: duckdb.DuckDBPyConnection, channel_id: str, day: date) -> bool:
+    """True when an import for the channel covers the whole business date."""
+    row = con.execute(
+        "SELECT count(*) FROM imports WHERE channel = ? AND period_start <= ? AND period_end >= ?",
+        [channel_id, day, day],
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def run(con: duckdb.DuckDBPyConnection, config: Config, day: date, channel_ids: list[str] | None,
+        command: str) -> RunSummary:
+    """Reconcile ``day`` for the channels (all when None). Results and ledger change in one transaction."""
+    channels = [config.channel(c) for c in channel_ids] if channel_ids else list(config.channels)
+    abort_stale_runs(con)
+    run_id = int(con.execute("SELECT nextval('run_ids')").fetchone()[0])  # type: ignore[index]
+    con.execute(
+        "INSERT INTO runs VALUES (?, ?, ?, 'running', ?, ?, ?, ?, NULL, NULL, NULL)",
+        [run_id, day, [c.id for c in channels], command, os.getpid(), socket.gethostname(), datetime.now(UTC)],
+    )
+    try:
+        shop = open_shop(config)
+        prepare(con)
+        con.execute("BEGIN")
+        try:
+            load_shop_orders(con, shop, channels, day)
+            incomplete = []
+            for ch in channels:
+                complete = channel_complete(con, ch.id, day)
+                if not complete:
+                    incomplete.append(ch.id)
+                classify(con, run_id, ch, day, shop, complete)
+            ledger = update_from_run(con, run_id, config.reports.language if config.reports.language == "en" else "zh")
+            con.execute(
+                "UPDATE runs SET status = 'succeeded', finished_at = ?, incomplete_channels = ? WHERE run_id = ?",
+                [datetime.now(UTC), incomplete, run_id],
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    except (ReconError, duckdb.Error, OSError) as exc:
+        con.execute("UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ?",
+                    [datetime.now(UTC), str(exc)[:2000], run_id])
+        raise
+    return summarise(con, run_id, day, [c.id for c in channels], incomplete, ledger)
+
+
+def summarise(con: duckdb.DuckDBPyConnection, run_id: int, day: date, channels: list[str], incomplete: list[str],
+              ledger: dict[str, int]) -> RunSummary:
+    rows = con.execute(
+        """
+        SELECT code, count(*), sum(CASE WHEN channel_amount <> 0 THEN channel_amount ELSE shop_amount END), sum(diff)
+        FROM results WHERE run_id = ? GROUP BY code ORDER BY code
+        """,
+        [run_id],
+    ).fetchall()
+    open_rows = con.execute(
+        """
+        SELECT count(*), count(*) FILTER (WHERE code NOT IN (SELECT unnest($waiting))),
+               count(*) FILTER (WHERE auto_repairable)
+        FROM exceptions WHERE status = 'open' AND list_contains($channels, channel)
+        """,
+        {"channels": channels, "waiting": list(WAITING_CODES)},
+    ).fetchone()
+    assert open_rows is not None
+    summary = RunSummary(
+        run_id=run_id, business_date=day, channels=channels,
+        counts={str(c): int(n) for c, n, _, _ in rows},
+        amounts={str(c): Decimal(a) for c, _, a, _ in rows},
+        differences={str(c): Decimal(d) for c, _, _, d in rows},
+        exceptions_open=int(open_rows[0]), needs_person=int(open_rows[1]), incomplete_channels=incomplete,
+        ledger=ledger,
+    )
+    summary.repairs["planned"] = int(open_rows[2])
+    return summary

@@ -1,0 +1,70 @@
+"""Secrets are references (``env:VAR`` or ``file:PATH``), resolved only when used and never printed."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import core_schema
+
+from recon.errors import ConfigError
+
+_DSN_PASSWORD = re.compile(r"^(?P<scheme>[a-z0-9+]+://)(?P<user>[^:/@]*):(?P<pw>[^@/]+)@")
+
+
+class Secret:
+    """A reference to a secret. ``str()`` and ``repr()`` show the reference, never the value."""
+
+    def __init__(self, ref: str) -> None:
+        if not ref.startswith(("env:", "file:")):
+            raise ValueError("secrets are written as env:VARIABLE or file:/path/to/file, never inline")
+        self.ref = ref
+
+    def reveal(self, key: str = "secret") -> str:
+        """The secret's value; a missing variable or file is a ConfigError naming ``key``."""
+        scheme, _, name = self.ref.partition(":")
+        if scheme == "env":
+            value = os.environ.get(name)
+            if value is None:
+                raise ConfigError(key, f"environment variable {name} is not set")
+            return value
+        path = Path(name).expanduser()
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(key, f"cannot read secret file {path}: {exc.strerror}") from None
+
+    def __repr__(self) -> str:
+        return f"Secret({self.ref!r})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other.ref == self.ref
+
+    def __hash__(self) -> int:
+        return hash(self.ref)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            cls, core_schema.str_schema(), serialization=core_schema.plain_serializer_function_ser_schema(lambda s: s.ref)
+        )
+
+
+def reject_inline_password(dsn: str) -> str:
+    """A DSN given inline must not carry a password: that belongs in env:/file:."""
+    if _DSN_PASSWORD.match(dsn):
+        raise ValueError("this DSN holds a password; put the whole DSN in env:VAR or file:PATH")
+    return dsn
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """Replace every occurrence of a known secret value and every DSN password in ``text``."""
+    for value in secrets:
+        if value:
+            text = text.replace(value, "***")
+    return _DSN_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)

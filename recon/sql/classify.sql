@@ -1,0 +1,133 @@
+-- One pass for one (channel, business date). Parameters are bound by recon/classify.py.
+-- Every channel row of the date and every shop order in scope ends in exactly one result row.
+CREATE OR REPLACE TEMP TABLE scope_rows AS
+SELECT t.*,
+       coalesce(CASE WHEN $ci THEN upper(t.order_no) ELSE t.order_no END,
+                'txn:' || coalesce(t.channel_txn_id, t.natural_key)) AS unit_key,
+       t.status IN ('success', 'refunded') AS settled
+FROM channel_txn t
+WHERE t.channel = $channel AND t.business_date = $d;
+
+CREATE OR REPLACE TEMP TABLE scope_orders AS
+WITH keyed AS (
+    SELECT s.*, CASE WHEN $ci THEN upper(s.order_no) ELSE s.order_no END AS unit_key
+    FROM shop_orders s
+),
+-- orders whose money was booked on another channel or another date belong to that run
+elsewhere AS (
+    SELECT DISTINCT CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key
+    FROM channel_txn
+    WHERE order_no IS NOT NULL AND NOT (channel = $channel AND business_date = $d)
+),
+carried AS (
+    SELECT key AS unit_key FROM exceptions
+    WHERE channel = $channel AND status = 'open' AND code = 'pending' AND business_date < $d
+)
+SELECT k.*,
+       k.unit_key IN (SELECT unit_key FROM carried) AS carried,
+       k.created_at >= $day_start AND k.created_at < $day_end AS own_date
+FROM keyed k
+WHERE k.unit_key IN (SELECT unit_key FROM scope_rows)
+   OR k.unit_key IN (SELECT unit_key FROM carried)
+   OR (list_contains($pay_ids, k.pay_method)
+       AND k.created_at >= $day_start AND k.created_at < $day_end
+       AND k.unit_key NOT IN (SELECT unit_key FROM elsewhere));
+
+CREATE OR REPLACE TEMP TABLE unit_rows AS
+SELECT unit_key,
+       list(txn_id ORDER BY txn_id) AS txn_ids,
+       min(order_no) AS order_no,
+       coalesce(sum(amount) FILTER (WHERE settled), 0) AS channel_amount,
+       count(DISTINCT coalesce(channel_txn_id, natural_key)) FILTER (WHERE kind = 'payment' AND settled) AS n_paid,
+       sum(amount) FILTER (WHERE kind = 'payment' AND settled) AS paid,
+       sum(amount) FILTER (WHERE kind = 'refund' AND settled) AS refunded,
+       count(*) FILTER (WHERE status = 'pending') AS n_pending,
+       min(channel_txn_id) FILTER (WHERE kind = 'payment' AND settled) AS paid_txn_id,
+       min(channel_txn_id) AS any_txn_id,
+       min(currency) AS currency,
+       count(DISTINCT currency) AS n_currencies,
+       sum(fee) FILTER (WHERE kind = 'payment' AND settled) AS fee,
+       min(occurred_at) AS occurred_at
+FROM scope_rows
+GROUP BY unit_key;
+
+CREATE OR REPLACE TEMP TABLE unit_results AS
+WITH joined AS (
+    SELECT coalesce(u.unit_key, o.unit_key) AS unit_key,
+           u.unit_key IS NOT NULL AS has_rows, o.unit_key IS NOT NULL AS has_order,
+           coalesce(u.txn_ids, []::BIGINT[]) AS txn_ids,
+           coalesce(o.order_no, u.order_no) AS order_no,
+           coalesce(u.paid_txn_id, u.any_txn_id) AS channel_txn_id,
+           coalesce(u.channel_amount, 0) AS channel_amount,
+           coalesce(u.n_paid, 0) AS n_paid, u.paid, u.refunded, coalesce(u.n_pending, 0) AS n_pending,
+           u.currency, coalesce(u.n_currencies, 0) AS n_currencies, u.fee, u.occurred_at,
+           o.amount AS order_amount, o.currency AS shop_currency, o.status AS order_status, o.shop_status,
+           o.channel_txn_id AS shop_channel_txn_id, o.created_at, o.own_date, o.carried,
+           o.status IN ('paid', 'delivered', 'delivery_failed', 'refunded') AS money_in
+    FROM unit_rows u FULL OUTER JOIN scope_orders o USING (unit_key)
+),
+coded AS (
+    SELECT *,
+        CASE
+            WHEN NOT has_order THEN CASE WHEN n_pending > 0 AND n_paid = 0 THEN 'pending' ELSE 'channel_only' END
+            WHEN NOT has_rows THEN CASE
+                WHEN NOT money_in THEN 'unpaid'
+                WHEN $incomplete OR created_at >= $grace_start THEN 'pending'
+                ELSE 'shop_only' END
+            WHEN n_paid > 1 THEN 'duplicate_payment'
+            WHEN n_currencies > 1 OR currency <> shop_currency THEN 'currency_mismatch'
+            WHEN n_paid = 1 AND abs(paid - order_amount) > $tol THEN 'amount_mismatch'
+            WHEN n_paid = 1 AND order_status IN ('pending', 'expired', 'canceled') THEN 'missing_callback'
+            WHEN coalesce(refunded, 0) <> 0 AND order_status <> 'refunded' THEN 'refund_not_reflected'
+            WHEN n_paid = 0 AND n_pending > 0 THEN 'pending'
+            WHEN n_paid = 0 AND refunded IS NULL THEN CASE WHEN money_in THEN 'shop_only' ELSE 'unpaid' END
+            WHEN order_status = 'delivery_failed' THEN 'paid_not_delivered'
+            WHEN n_paid = 1 AND shop_channel_txn_id IS NOT NULL AND shop_channel_txn_id <> channel_txn_id
+                THEN 'trade_no_mismatch'
+            WHEN n_paid = 1 AND $fee_rate IS NOT NULL AND fee IS NOT NULL
+                 AND abs(fee - round(paid * $fee_rate, 2)) > $fee_tol THEN 'fee_mismatch'
+            ELSE 'matched'
+        END AS code,
+        -- what the shop accounts for in this unit: the order's price when it believes the money came
+        -- in and the money belongs to this date, less any refund it knows of
+        CASE WHEN has_order AND money_in AND (n_paid > 0 OR own_date OR carried OR NOT has_rows)
+             THEN order_amount ELSE 0 END
+          + CASE WHEN order_status = 'refunded' THEN coalesce(refunded, 0) ELSE 0 END AS shop_amount
+    FROM joined
+)
+SELECT *,
+    code IN ('missing_callback', 'paid_not_delivered')
+      AND paid = order_amount AND coalesce(refunded, 0) = 0
+      AND ((code = 'missing_callback' AND list_contains($repairable_missing, shop_status))
+        OR (code = 'paid_not_delivered' AND list_contains($repairable_undelivered, shop_status)))
+      AND $auto_repair_max IS NOT NULL AND order_amount <= $auto_repair_max AS auto_repairable,
+    CASE WHEN $fee_rate IS NOT NULL AND paid IS NOT NULL THEN round(paid * $fee_rate, 2) END AS expected_fee
+FROM coded;
+
+INSERT INTO results
+SELECT $run_id, $channel, $d, r.code, r.unit_key, r.order_no, r.channel_txn_id, r.txn_ids,
+       r.shop_amount, r.channel_amount, r.channel_amount - r.shop_amount,
+       r.currency, r.shop_currency, r.shop_status, r.shop_channel_txn_id, r.fee, r.expected_fee,
+       r.occurred_at, r.created_at, p.priority, coalesce(r.auto_repairable, false),
+       CASE r.code
+           WHEN 'missing_callback' THEN format('channel paid {} but the shop order is still status {}',
+                money(r.paid), r.shop_status)
+           WHEN 'paid_not_delivered' THEN format('paid {}, shop status {}: goods not delivered',
+                money(r.paid), r.shop_status)
+           WHEN 'amount_mismatch' THEN format('channel paid {}, order asks {}', money(r.paid), money(r.order_amount))
+           WHEN 'currency_mismatch' THEN format('channel currency {}, order currency {}', r.currency, r.shop_currency)
+           WHEN 'duplicate_payment' THEN format('{} payments totalling {} for one order of {}', r.n_paid,
+                money(r.paid), money(r.order_amount))
+           WHEN 'shop_only' THEN format('shop status {} ({}), no channel record on a complete bill',
+                r.shop_status, money(r.order_amount))
+           WHEN 'channel_only' THEN format('channel moved {} with no matching shop order', money(r.channel_amount))
+           WHEN 'refund_not_reflected' THEN format('channel refunded {}, shop status {}', money(-r.refunded),
+                r.shop_status)
+           WHEN 'trade_no_mismatch' THEN format('shop recorded {}, channel reports {}', r.shop_channel_txn_id,
+                r.channel_txn_id)
+           WHEN 'fee_mismatch' THEN format('fee {} where the configured rate gives {}', r.fee, r.expected_fee)
+           WHEN 'pending' THEN CASE WHEN $incomplete THEN 'the channel records for this date are not all in yet'
+                WHEN r.has_rows THEN 'the channel record is not final yet'
+                ELSE 'created near the day boundary: may be booked in the next day''s bill' END
+       END
+FROM unit_results r LEFT JOIN code_priority p USING (code);

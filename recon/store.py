@@ -1,0 +1,101 @@
+"""The DuckDB store: one file, opened per command, one writer process at a time (see recon.lock)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from recon.config import Config
+from recon.errors import LockBusy, StoreError
+from recon.migrations import MIGRATIONS
+
+# A reader waits this long for a writer to close the file before giving up with exit 75.
+READ_WAIT_SECONDS = 15.0
+
+
+def _connect(path: Path, read_only: bool, memory_limit: str | None) -> duckdb.DuckDBPyConnection:
+    settings: dict[str, str] = {}
+    if memory_limit:
+        settings["memory_limit"] = memory_limit
+    if not read_only:
+        settings["temp_directory"] = str(path.parent / f".{path.name}.tmp")
+    con = duckdb.connect(str(path), read_only=read_only, config=settings)
+    # Instants are stored and compared in UTC; zones are applied explicitly where a wall clock is meant.
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _is_lock_error(exc: duckdb.Error) -> bool:
+    return "lock" in str(exc).lower()
+
+
+@contextmanager
+def open_store(config: Config, write: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the store; writers must hold ``recon.lock.store_lock`` first. Migrates on a write open."""
+    path = config.store_path
+    if not write and not path.exists():
+        raise StoreError(f"no store at {path} yet: run `recon import` or `recon run` first")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + READ_WAIT_SECONDS
+    while True:
+        try:
+            con = _connect(path, read_only=not write, memory_limit=config.store.memory_limit)
+            break
+        except duckdb.IOException as exc:
+            if not _is_lock_error(exc):
+                raise StoreError(f"cannot open store {path}: {exc}") from None
+            if write or time.monotonic() > deadline:
+                raise LockBusy(f"the store {path} is held by another process; try again when it has finished") from None
+            time.sleep(0.25)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open store {path}: {exc}") from None
+    try:
+        if write:
+            migrate(con)
+        else:
+            check_version(con)
+        yield con
+    finally:
+        con.close()
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return 0
+    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def check_version(con: duckdb.DuckDBPyConnection) -> None:
+    current, known = schema_version(con), MIGRATIONS[-1][0]
+    if current > known:
+        raise StoreError(f"the store is at schema version {current}, newer than this recon ({known}): upgrade recon")
+    if current < known:
+        raise StoreError(f"the store is at schema version {current}; run a writing command once to migrate it")
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Apply every migration newer than the store, each in its own transaction."""
+    current = schema_version(con)
+    if current > MIGRATIONS[-1][0]:
+        check_version(con)
+    if current == 0:
+        con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ)")
+    for version, sql in MIGRATIONS:
+        if version <= current:
+            continue
+        con.execute("BEGIN")
+        try:
+            con.execute(sql)
+            con.execute("INSERT INTO schema_version VALUES (?, now())", [version])
+            con.execute("COMMIT")
+        except duckdb.Error:
+            con.execute("ROLLBACK")
+            raise

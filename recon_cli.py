@@ -1,0 +1,43 @@
+"""The ``recon`` command line (typer). One module per command group under recon/cli/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recon.cli import demo, exceptions, imports, init, run
+
+app = typer.Typer(
+    name="recon",
+    help="Reconcile shop orders against payment channels; find lost payments (掉单); explain every cent.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", envvar="RECON_CONFIG",
+                                                help="recon.toml to use (default ./recon.toml)")] = None,
+) -> None:
+    ctx.obj = {"config": config}
+
+
+app.command("demo")(demo.demo_command)
+app.command("init")(init.init_command)
+app.command("import")(imports.import_files)
+app.command("run")(run.run_command)
+app.command("report")(run.report_command)
+app.add_typer(exceptions.app, name="exceptions")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
