@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import timedelta
 from decimal import Decimal
@@ -12,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from recon.errors import ConfigError
-from recon.secrets import Secret, reject_inline_password
+from recon.secrets import Secret, redact, reject_inline_password
 
 DEFAULT_CONFIG = "recon.toml"
 CANONICAL_KINDS = ("payment", "refund", "fee", "adjustment")
@@ -218,6 +219,10 @@ class Config(_Section):
         raise ConfigError("channels", f"no channel with id {channel_id!r} (configured: {known})")
 
 
+# Values under these keys are never echoed back in an error, even when invalid.
+_SENSITIVE = re.compile(r"dsn|credential|secret|password|token|key", re.IGNORECASE)
+
+
 def _key_path(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
     parts: list[str] = []
     for item in loc:
@@ -241,9 +246,10 @@ def parse_config(data: dict[str, Any], source: Path | str, base_dir: Path) -> Co
             msg = "unknown key (check the spelling; see `recon init` for every key)"
         elif err["type"] == "missing":
             msg = "required key is missing"
-        elif "input" in err and err["type"] != "model_type" and not isinstance(err["input"], dict):
-            msg = f"{msg} (got {err['input']!r})"
-        raise ConfigError(_key_path(err["loc"], data), msg, source) from None
+        key = _key_path(err["loc"], data)
+        if "input" in err and not isinstance(err["input"], dict | list) and not _SENSITIVE.search(key):
+            msg = f"{msg} (got {redact(repr(err['input']), [])})"
+        raise ConfigError(key, msg, source) from None
     from fetchers import PARSERS
 
     for i, ch in enumerate(config.channels):

@@ -12,7 +12,7 @@ from pydantic_core import core_schema
 
 from recon.errors import ConfigError
 
-_DSN_PASSWORD = re.compile(r"^(?P<scheme>[a-z0-9+]+://)(?P<user>[^:/@]*):(?P<pw>[^@/]+)@")
+_DSN_PASSWORD = re.compile(r"(?P<scheme>[a-z0-9+]+://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
 
 
 class Secret:
@@ -57,7 +57,7 @@ class Secret:
 
 def reject_inline_password(dsn: str) -> str:
     """A DSN given inline must not carry a password: that belongs in env:/file:."""
-    if _DSN_PASSWORD.match(dsn):
+    if _DSN_PASSWORD.search(dsn):
         raise ValueError("this DSN holds a password; put the whole DSN in env:VAR or file:PATH")
     return dsn
 
