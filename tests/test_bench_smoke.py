@@ -1,0 +1,17 @@
+"""The benchmark harness at a small N: recon's counts equal the seeded differences and the baseline's."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_counts_agree_at_small_n(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "bench.run", "--orders", "3000", "--workdir", str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("OK")
+    assert "ratio" in done.stdout
