@@ -78,10 +78,10 @@ def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels
         WHERE status = 'open' AND order_no IS NOT NULL AND list_contains($channels, channel)
         """,
         {"d": day, "channels": [c.id for c in channels]},
-    ).fetchall()
-    have = set(window["order_no"].str.to_uppercase()) if shop.case_insensitive else set(window["order_no"])
-    wanted = [n for (n,) in named if (n.upper() if shop.case_insensitive else n) not in have]
-    orders = pl.concat([window, shop.orders_by_no(wanted)]) if wanted else window
+    ).pl()
+    key = pl.col("order_no").str.to_uppercase() if shop.case_insensitive else pl.col("order_no")
+    wanted = named.with_columns(key=key).join(window.select(key=key), on="key", how="anti")["order_no"]
+    orders = pl.concat([window, shop.orders_by_no(wanted.to_list())]) if wanted.len() else window
     orders = orders.unique(subset="order_no", keep="first").with_columns(loaded_at=pl.lit(datetime.now(UTC)))
     con.register("loaded_orders", orders.to_arrow())
     try:
