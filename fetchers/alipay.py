@@ -35,7 +35,9 @@ from recon.errors import InputError
 ENCODINGS = ("utf-8-sig", "gb18030")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # Marker lines are '#' + dashes + title + dashes; dash counts differ between files, so match the title.
-START_MARKER = r"^#-+(业务明细列表|账务明细列表)-*\s*$"
+START_MARKER = r"^#-+(业务明细列表|账务明细列表|业务汇总列表)-*\s*$"
+# The 业务明细(汇总) file shipped in the same zip holds per-store totals only, never transactions.
+SUMMARY_MARKER = "业务汇总列表"
 END_MARKER = r"^#-+.*列表结束-*\s*$"
 ACCOUNT = re.compile(r"#账号：\[(\d+)\]")
 PERIOD = re.compile(r"起始日期：\[(\d{4})年(\d{2})月(\d{2})日.*?终止日期：\[(\d{4})年(\d{2})月(\d{2})日 (\d{2}:\d{2}:\d{2})\]")
@@ -73,6 +75,8 @@ LEDGER_KINDS = {"在线支付": "payment", "交易付款": "payment", "交易退
 
 def parse(path: Path, raw: bytes, channel: ChannelConfig) -> ParsedStatement:
     """Parse an Alipay bill (.csv, or the downloaded .zip holding the detail and summary files)."""
+    if not raw.strip():
+        raise InputError(path, "the file is empty (an interrupted download?)", 1)
     if raw[:2] == b"PK":
         _, raw = read_entry(path, raw, lambda n: "明细" in n and "汇总" not in n)
     lines = split_lines(decode(raw, path, ENCODINGS))
@@ -84,23 +88,39 @@ def parse(path: Path, raw: bytes, channel: ChannelConfig) -> ParsedStatement:
         raise InputError(path, "truncated: the '列表结束' end marker is missing", len(lines))
     preamble = "\n".join(lines.slice(0, start).to_list())
     footer = "\n".join(lines.slice(end).to_list())
+    if SUMMARY_MARKER in lines[start]:
+        raise InputError(path, "this is the summary file (业务明细(汇总)); import the detail file (业务明细)", start + 1)
     cells = split_csv(path, lines[start + 1], line_frame(lines, start + 2, end))
     if "账务流水号" in cells.columns:
-        rows = _ledger(path, cells, channel, footer, end + 1)
+        rows = _ledger(path, cells, channel, footer, end + 1, start + 2)
     else:
         rows = _trades(path, cells, channel, footer, end + 1, start + 2)
     account = ACCOUNT.search(preamble)
-    return ParsedStatement(rows=rows, period=_period(preamble), merchant_id=account.group(1) if account else None)
+    merchant = account.group(1) if account else None
+    return ParsedStatement(rows=rows, period=_period(path, preamble), merchant_id=merchant)
 
 
-def _period(preamble: str) -> tuple[date, date] | None:
+def _period(path: Path, preamble: str) -> tuple[date, date] | None:
     found = PERIOD.search(preamble)
     if not found:
         return None
     y1, m1, d1, y2, m2, d2, end_time = found.groups()
-    first, after = date(int(y1), int(m1), int(d1)), date(int(y2), int(m2), int(d2))
-    last = after - timedelta(days=1) if end_time == "00:00:00" else after
+    try:
+        first, after = date(int(y1), int(m1), int(d1)), date(int(y2), int(m2), int(d2))
+        last = after - timedelta(days=1) if end_time == "00:00:00" else after
+    except (ValueError, OverflowError):
+        line = preamble.count("\n", 0, found.start()) + 1
+        raise InputError(path, f"the bill's dates are not valid dates: {found.group(0)}", line) from None
     return first, max(first, last)
+
+
+def _footer_total(path: Path, found: re.Match[str], label: str, footer_line: int) -> tuple[int, Decimal, int]:
+    """Count, amount and 1-based line of a footer total (``found`` matched inside the footer text)."""
+    line = footer_line + found.string.count("\n", 0, found.start())
+    try:
+        return int(found.group(1)), Decimal(found.group(2)), line
+    except ArithmeticError:
+        raise InputError(path, f"footer {label}: {found.group(2)!r} is not an amount", line) from None
 
 
 def _trades(path: Path, cells: pl.DataFrame, channel: ChannelConfig, footer: str, footer_line: int,
@@ -119,7 +139,8 @@ def _trades(path: Path, cells: pl.DataFrame, channel: ChannelConfig, footer: str
         received=amount(cols["received"]) if "received" in cols else pl.lit(None, MONEY),
         status=pl.lit("success"),
         currency=pl.lit(channel.currency),
-        **{c: text(cols[c]) for c in ("order_no", "channel_txn_id", "refund_id", "counterparty") if c in cols},
+        **{c: text(cols[c]) if c in cols else pl.lit(None, pl.String)
+           for c in ("order_no", "channel_txn_id", "refund_id", "counterparty")},
     )
     _check_trade_totals(path, frame, footer, footer_line)
     return canonical(frame.with_columns(natural_key=natural_key(["kind", "channel_txn_id", "refund_id"])))
@@ -134,15 +155,16 @@ def _check_trade_totals(path: Path, frame: pl.DataFrame, footer: str, footer_lin
             continue
         rows = frame.filter(pl.col("kind") == kind)
         total = Decimal(str(rows[column].sum() or 0))
-        count, stated = int(found.group(1)), Decimal(found.group(2))
+        count, stated, line = _footer_total(path, found, label, footer_line)
         if count != rows.height or total != stated:
             raise InputError(path, f"footer {label} says {count} rows totalling {stated}, "
-                                   f"but the file holds {rows.height} totalling {total.normalize()}", footer_line)
+                                   f"but the file holds {rows.height} totalling {total.normalize()}", line)
 
 
-def _ledger(path: Path, cells: pl.DataFrame, channel: ChannelConfig, footer: str, footer_line: int) -> pl.DataFrame:
+def _ledger(path: Path, cells: pl.DataFrame, channel: ChannelConfig, footer: str, footer_line: int,
+            header_line: int) -> pl.DataFrame:
     cols = pick_columns(path, cells, LEDGER_COLUMNS, ["ledger_id", "occurred_at", "income", "expense",
-                                                      "business_type"], 5)
+                                                      "business_type"], header_line)
     check_amounts(path, cells, [cols["income"], cols["expense"]])
     frame = parse_times(path, cells, cols["occurred_at"], TIME_FORMAT, channel.zone)
     income, expense = amount(cols["income"]).fill_null(0), amount(cols["expense"]).fill_null(0)
@@ -161,8 +183,9 @@ def _ledger(path: Path, cells: pl.DataFrame, channel: ChannelConfig, footer: str
         if found:
             moved = frame.filter(pl.col(column) != 0)
             total = Decimal(str(moved[column].sum() or 0))
-            if int(found.group(1)) != moved.height or total != Decimal(found.group(2)):
-                raise InputError(path, f"footer {label} says {found.group(1)} rows totalling {found.group(2)}, "
-                                       f"but the file holds {moved.height} totalling {total.normalize()}", footer_line)
+            count, stated, line = _footer_total(path, found, label, footer_line)
+            if count != moved.height or total != stated:
+                raise InputError(path, f"footer {label} says {count} rows totalling {stated}, "
+                                       f"but the file holds {moved.height} totalling {total.normalize()}", line)
     # 账务流水号 identifies a ledger line: it is the record's key.
     return canonical(frame.with_columns(natural_key=natural_key(["ledger_id"])))

@@ -16,6 +16,7 @@ from fetchers.tabular import (
     line_frame,
     map_values,
     natural_key,
+    normalise_header,
     parse_times,
     split_csv,
     split_lines,
@@ -30,14 +31,19 @@ def parse(path: Path, raw: bytes, channel: ChannelConfig) -> ParsedStatement:
     mapping = channel.mapping
     assert mapping is not None  # enforced by ChannelConfig
     encodings = ["utf-8-sig"] if mapping.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else [mapping.encoding]
+    if not raw.strip():
+        raise InputError(path, "the file is empty (an interrupted download?)", 1)
     lines = split_lines(decode(raw, path, encodings))
     header_at = mapping.skip_lines
     if header_at >= len(lines):
-        raise InputError(path, f"no header line: the file has {len(lines)} line(s) and skip_lines is {header_at}")
+        raise InputError(path, f"no header line: the file has {len(lines)} line(s) and skip_lines is {header_at}",
+                         header_at + 1)
     end = cut_at(lines, header_at + 1, mapping.footer_markers)
     cells = split_csv(path, lines[header_at], line_frame(lines, header_at + 1, end), mapping.delimiter)
-    cols = {canonical_name: header for canonical_name, header in mapping.columns.items()}
-    missing = [h for h in cols.values() if h not in cells.columns]
+    # Header cells are matched normalised (NFKC, padding stripped), so the mapping's names are too:
+    # a mapping that copies '金额（元）' from the file must find the column.
+    cols = {canonical_name: normalise_header(header) for canonical_name, header in mapping.columns.items()}
+    missing = [mapping.columns[c] for c, h in cols.items() if h not in cells.columns]
     if missing:
         have = ", ".join(c for c in cells.columns if c != "line_no")
         raise InputError(path, f"missing column(s) {', '.join(missing)}. The header has: {have}", header_at + 1)

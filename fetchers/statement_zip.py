@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import lzma
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +17,10 @@ UTF8_NAME_FLAG = 0x800
 # No real day bill comes near this; a larger entry is treated as hostile.
 MAX_ENTRY_BYTES = 1 << 30
 MAX_RATIO = 200
+# What zipfile lets escape from a damaged archive besides BadZipFile: corrupt deflate/lzma streams raise
+# the codec's own error, an unknown compression method NotImplementedError, bad offsets ValueError.
+_DAMAGE = (zipfile.BadZipFile, EOFError, OSError, RuntimeError, ValueError, NotImplementedError, zlib.error,
+           lzma.LZMAError)
 
 
 def entry_name(info: zipfile.ZipInfo) -> str:
@@ -32,7 +38,7 @@ def read_entry(path: Path, raw: bytes, choose: Callable[[str], bool]) -> tuple[s
     try:
         archive = zipfile.ZipFile(io.BytesIO(raw))
         infos = archive.infolist()
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+    except _DAMAGE as exc:
         raise InputError(path, f"not a readable zip archive ({exc})") from None
     names = {entry_name(i): i for i in infos}
     picked = [n for n in names if choose(n)]
@@ -44,7 +50,7 @@ def read_entry(path: Path, raw: bytes, choose: Callable[[str], bool]) -> tuple[s
     try:
         with archive.open(info) as stream:
             data = stream.read(MAX_ENTRY_BYTES + 1)
-    except (zipfile.BadZipFile, EOFError, OSError, RuntimeError) as exc:
+    except _DAMAGE as exc:
         raise InputError(path, f"zip entry {picked[0]!r} is damaged ({exc})") from None
     if len(data) > MAX_ENTRY_BYTES:
         raise InputError(path, f"zip entry {picked[0]!r} is larger than {MAX_ENTRY_BYTES} bytes: refused")

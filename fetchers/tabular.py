@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -22,19 +23,30 @@ _AMOUNT = r"^[-+]?\d{1,14}(\.\d{1,6})?$"
 _AMOUNT_NOISE = r"[¥￥$,\s]"
 # Cells that channels pad to stop Excel from mangling long numbers: TAB (Alipay), backtick (WeChat).
 _CELL_PADDING = " \t`\u3000"
+# Only CR and LF end a line. str.splitlines would also split on \x0b, \x0c, \x1c-\x1e, \x85, U+2028 and
+# U+2029, which may sit inside a product name, cutting the row in two and shifting every line number.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+# Appended as one extra cell to every CSV line: polars pads a row with too few fields with empty cells,
+# so a row cut short is only seen by this cell landing in the wrong column.
+_ROW_END = "\x1f"
+_ROW_END_COLUMN = "\x1frow end"
 
 
 def decode(raw: bytes, path: Path, encodings: Sequence[str]) -> str:
-    """Decode ``raw`` with the first encoding that fits; name the line of the first bad byte otherwise."""
-    first_error: UnicodeDecodeError | None = None
+    """Decode ``raw`` with the first encoding that fits; name the line of the first bad byte otherwise.
+
+    The bad byte reported is the one the encoding that got furthest stopped at: a GBK bill fails as UTF-8
+    on its first Chinese character, but the damage is where GB18030 fails.
+    """
+    furthest = -1
     for enc in encodings:
         try:
             return raw.decode(enc)
         except UnicodeDecodeError as exc:
-            first_error = first_error or exc
-    assert first_error is not None
-    line = raw.count(b"\n", 0, first_error.start) + 1
-    raise InputError(path, f"cannot be decoded as {' or '.join(encodings)} (byte {first_error.start})", line)
+            # utf-8-sig reports offsets past the BOM it dropped; count from the start of ``raw``.
+            furthest = max(furthest, len(raw) - len(exc.object) + exc.start)
+    line = raw.count(b"\n", 0, furthest) + 1
+    raise InputError(path, f"cannot be decoded as {' or '.join(encodings)} (byte {furthest})", line)
 
 
 def normalise_header(name: str) -> str:
@@ -44,7 +56,10 @@ def normalise_header(name: str) -> str:
 
 def split_lines(text: str) -> pl.Series:
     """The lines of a decoded file (CRLF, CR and LF all end a line)."""
-    return pl.Series("text", text.splitlines(), dtype=pl.String)
+    lines = _LINE_BREAK.split(text)
+    if lines[-1] == "":
+        lines.pop()
+    return pl.Series("text", lines, dtype=pl.String)
 
 
 def line_frame(lines: pl.Series, start: int, end: int) -> pl.DataFrame:
@@ -57,21 +72,29 @@ def line_frame(lines: pl.Series, start: int, end: int) -> pl.DataFrame:
 
 def split_csv(path: Path, header_line: str, body: pl.DataFrame, delimiter: str = ",") -> pl.DataFrame:
     """Split quoted CSV lines into string columns named by the (normalised) header."""
-    header = [normalise_header(h) for h in next(csv.reader([header_line], delimiter=delimiter))]
+    header = _header_names(next(csv.reader([header_line], delimiter=delimiter), []))
     _check_header(path, header, int(body["line_no"].min() or 1) - 1)
     if body.is_empty():
         return pl.DataFrame(schema={**{h: pl.String for h in header}, "line_no": pl.Int64})
-    text = body["text"].str.join("\n").item() + "\n"
+    text = (body["text"] + delimiter + _ROW_END).str.join("\n").item() + "\n"
     try:
         cells = pl.read_csv(
-            io.BytesIO(text.encode("utf-8")), has_header=False, new_columns=header, separator=delimiter,
-            infer_schema_length=0, quote_char='"', raise_if_empty=False,
+            io.BytesIO(text.encode("utf-8")), has_header=False, new_columns=[*header, _ROW_END_COLUMN],
+            separator=delimiter, infer_schema_length=0, quote_char='"', raise_if_empty=False,
         )
     except pl.exceptions.PolarsError:
         raise _ragged(path, body, len(header), delimiter) from None
-    if cells.height != body.height:
+    if cells.height != body.height or cells.width != len(header) + 1 or (
+        cells[_ROW_END_COLUMN].ne_missing(_ROW_END).any()
+    ):
         raise _ragged(path, body, len(header), delimiter)
-    return cells.with_columns(body["line_no"])
+    return cells.drop(_ROW_END_COLUMN).with_columns(body["line_no"])
+
+
+def _header_names(cells: list[str]) -> list[str]:
+    """Normalised header names; a blank header cell is named by its position so that columns stay distinct."""
+    names = [normalise_header(h) for h in cells]
+    return [name or f"(column {i})" for i, name in enumerate(names, start=1)]
 
 
 def _ragged(path: Path, body: pl.DataFrame, width: int, delimiter: str) -> InputError:
@@ -84,7 +107,7 @@ def _ragged(path: Path, body: pl.DataFrame, width: int, delimiter: str) -> Input
 
 def split_backtick(path: Path, header_line: str, body: pl.DataFrame) -> pl.DataFrame:
     """Split WeChat-style rows: every value starts with one backtick and text cells hold bare commas."""
-    header = [normalise_header(h) for h in header_line.split(",")]
+    header = _header_names(header_line.split(","))
     _check_header(path, header, int(body["line_no"].min() or 1) - 1)
     parts = body.with_columns(
         pl.col("text").str.strip_chars_end("\r").str.strip_prefix("`").str.split(",`").alias("parts")
@@ -96,7 +119,7 @@ def split_backtick(path: Path, header_line: str, body: pl.DataFrame) -> pl.DataF
 
 
 def _check_header(path: Path, header: list[str], line_no: int) -> None:
-    dupes = sorted({h for h in header if header.count(h) > 1 and h})
+    dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
         raise InputError(path, f"header names a column twice: {', '.join(dupes)}", max(line_no, 1))
 
@@ -180,7 +203,9 @@ def map_values(
 ) -> pl.Expr:
     """Map a raw cell through ``mapping`` (canonical values pass as they are); unknown values are an error."""
     full = {**{v: v for v in allowed}, **{normalise_header(k): v for k, v in mapping.items()}}
-    raw = text(col)
+    # Cells are folded like the keys were, so '退款（原路）' in the file meets '退款（原路）' in the map.
+    raw = text(col).str.normalize("NFKC").str.strip_chars(_CELL_PADDING + "\ufeff\"")
+    raw = pl.when(raw == "").then(None).otherwise(raw)
     unknown = frame.filter(raw.is_not_null() & ~raw.is_in(list(full)))
     if unknown.height:
         value = unknown[col][0]

@@ -62,6 +62,8 @@ NO_REFUND_ID = "0"
 
 def parse(path: Path, raw: bytes, channel: ChannelConfig) -> ParsedStatement:
     """Parse a WeChat Pay trade bill."""
+    if not raw.strip():
+        raise InputError(path, "the file is empty (an interrupted download?)", 1)
     lines = split_lines(decode(raw, path, ENCODINGS))
     if lines.is_empty() or "交易时间" not in lines[0] or "微信订单号" not in lines[0]:
         hint = " (this is a fund-flow bill, 资金账单; import the trade bill, 交易账单)" if (

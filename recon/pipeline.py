@@ -69,7 +69,7 @@ def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels
     start = min(b[0] for b in bounds) - timedelta(days=1)
     end = max(b[1] for b in bounds) + timedelta(days=1)
     window = shop.orders_created_between(start, end)
-    named = con.execute(
+    named = con.sql(
         """
         SELECT DISTINCT order_no FROM channel_txn
         WHERE order_no IS NOT NULL AND business_date = $d AND list_contains($channels, channel)
@@ -77,7 +77,7 @@ def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels
         SELECT DISTINCT order_no FROM exceptions
         WHERE status = 'open' AND order_no IS NOT NULL AND list_contains($channels, channel)
         """,
-        {"d": day, "channels": [c.id for c in channels]},
+        params={"d": day, "channels": [c.id for c in channels]},
     ).pl()
     key = pl.col("order_no").str.to_uppercase() if shop.case_insensitive else pl.col("order_no")
     wanted = named.with_columns(key=key).join(window.select(key=key), on="key", how="anti")["order_no"]
