@@ -120,6 +120,16 @@ class CsvMapping(_Section):
             raise ValueError("must map order_no or channel_txn_id")
         return value
 
+    @field_validator("natural_key")
+    @classmethod
+    def _natural_key(cls, value: list[str]) -> list[str]:
+        allowed = {"kind", "order_no", "channel_txn_id", "refund_id", "amount", "currency", "status", "occurred_at",
+                   "counterparty"}
+        unknown = [k for k in value if k not in allowed]
+        if unknown or not value:
+            raise ValueError(f"must name canonical columns among {sorted(allowed)} (got {value})")
+        return value
+
     @field_validator("encoding")
     @classmethod
     def _encoding(cls, value: str) -> str:

@@ -111,6 +111,9 @@ def test_csv_channel_needs_a_mapping_with_amount_and_time(tmp_path: Path) -> Non
         load_config(write(tmp_path, base))
     with pytest.raises(ConfigError, match=r"channels\[2\]\.mapping\.columns: must map \['occurred_at'\]"):
         load_config(write(tmp_path, base + '[channels.mapping]\ncolumns = { amount = "金额", order_no = "单号" }\n'))
+    with pytest.raises(ConfigError, match=r"channels\[2\]\.mapping\.natural_key: must name canonical columns"):
+        load_config(write(tmp_path, base + '[channels.mapping]\nnatural_key = ["id"]\n'
+                                           'columns = { amount = "金额", order_no = "单号", occurred_at = "时间" }\n'))
 
 
 def test_inline_dsn_password_is_refused_without_printing_it(tmp_path: Path) -> None:
