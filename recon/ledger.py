@@ -27,13 +27,28 @@ def update_from_run(con: duckdb.DuckDBPyConnection, run_id: int, lang: str = "en
         {"run": run_id, "codes": list(EXCEPTION_CODES)},
     )
     params = {"run": run_id, "now": now, "system": SYSTEM_ACTOR}
+    # Exceptions a run of a later business date has seen or settled: rerunning an older date must not
+    # close them (a carried order found shop_only) nor reopen them (its pending, settled the day after).
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE later_verdict AS
+        WITH cur AS (SELECT business_date FROM runs WHERE run_id = $run),
+        seen AS (
+            SELECT v.exception_id AS id, v.run_id FROM exception_events v WHERE v.run_id IS NOT NULL
+            UNION ALL SELECT id, last_seen_run FROM exceptions
+        )
+        SELECT DISTINCT s.id FROM seen s JOIN runs r USING (run_id), cur
+        WHERE r.business_date > cur.business_date
+        """,
+        {"run": run_id},
+    )
     # A key seen again with another code (or matched) closes its open exceptions of other codes.
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE closing AS
         SELECT e.id, any_value(r.code) AS now_code FROM exceptions e
         JOIN results r ON r.run_id = $run AND r.channel = e.channel AND r.unit_key = e.key
-        WHERE e.status = 'open' AND r.code <> e.code
+        WHERE e.status = 'open' AND r.code <> e.code AND e.id NOT IN (SELECT id FROM later_verdict)
         GROUP BY e.id
         """,
         {"run": run_id},
@@ -44,7 +59,8 @@ def update_from_run(con: duckdb.DuckDBPyConnection, run_id: int, lang: str = "en
         CREATE OR REPLACE TEMP TABLE reopening AS
         SELECT e.id FROM exceptions e JOIN run_findings f
           ON f.channel = e.channel AND f.unit_key = e.key AND f.code = e.code
-        WHERE e.status = 'repaired' OR (e.status = 'resolved' AND e.closed_by = $system)
+        WHERE (e.status = 'repaired' OR (e.status = 'resolved' AND e.closed_by = $system))
+          AND e.id NOT IN (SELECT id FROM later_verdict)
         """,
         {"system": SYSTEM_ACTOR},
     )

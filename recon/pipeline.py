@@ -64,7 +64,11 @@ def abort_stale_runs(con: duckdb.DuckDBPyConnection) -> int:
 
 def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels: list[ChannelConfig],
                      day: date) -> int:
-    """Refresh shop_orders for the day's window, the orders the day's channel rows name and carried ones."""
+    """Refresh shop_orders for the day's window, the orders the day's channel rows name and carried ones.
+
+    Orders of recent ``pending`` exceptions are re-read even once closed, so a rerun of a date sees
+    the carried order as the shop has it now.
+    """
     bounds = [day_bounds(day, ch.zone) for ch in channels]
     start = min(b[0] for b in bounds) - timedelta(days=1)
     end = max(b[1] for b in bounds) + timedelta(days=1)
@@ -75,7 +79,8 @@ def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels
         WHERE order_no IS NOT NULL AND business_date = $d AND list_contains($channels, channel)
         UNION
         SELECT DISTINCT order_no FROM exceptions
-        WHERE status = 'open' AND order_no IS NOT NULL AND list_contains($channels, channel)
+        WHERE order_no IS NOT NULL AND list_contains($channels, channel)
+          AND (status = 'open' OR (code = 'pending' AND business_date >= $d - INTERVAL 7 DAY))
         """,
         params={"d": day, "channels": [c.id for c in channels]},
     ).pl()

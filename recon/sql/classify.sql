@@ -19,9 +19,13 @@ elsewhere AS (
     FROM channel_txn
     WHERE order_no IS NOT NULL AND NOT (channel = $channel AND business_date = $d)
 ),
+-- pending orders of earlier dates: still open, or closed by a run of this date (so a rerun keeps them)
 carried AS (
-    SELECT key AS unit_key FROM exceptions
-    WHERE channel = $channel AND status = 'open' AND code = 'pending' AND business_date < $d
+    SELECT e.key AS unit_key FROM exceptions e
+    WHERE e.channel = $channel AND e.code = 'pending' AND e.business_date < $d
+      AND (e.status = 'open' OR e.id IN (
+            SELECT v.exception_id FROM exception_events v JOIN runs r USING (run_id)
+            WHERE v.action = 'auto_closed' AND r.business_date = $d))
 )
 SELECT k.*,
        k.unit_key IN (SELECT unit_key FROM carried) AS carried,
@@ -69,7 +73,10 @@ WITH joined AS (
 coded AS (
     SELECT *,
         CASE
-            WHEN NOT has_order THEN CASE WHEN n_pending > 0 AND n_paid = 0 THEN 'pending' ELSE 'channel_only' END
+            -- a lone failed or closed try moved no money: nothing for the manual match queue
+            WHEN NOT has_order THEN CASE WHEN n_pending > 0 AND n_paid = 0 THEN 'pending'
+                                         WHEN n_paid = 0 AND refunded IS NULL THEN 'unpaid'
+                                         ELSE 'channel_only' END
             WHEN NOT has_rows THEN CASE
                 WHEN NOT money_in THEN 'unpaid'
                 WHEN $incomplete OR created_at >= $grace_start THEN 'pending'
@@ -80,7 +87,11 @@ coded AS (
             WHEN n_paid = 1 AND order_status IN ('pending', 'expired', 'canceled') THEN 'missing_callback'
             WHEN coalesce(refunded, 0) <> 0 AND order_status <> 'refunded' THEN 'refund_not_reflected'
             WHEN n_paid = 0 AND n_pending > 0 THEN 'pending'
-            WHEN n_paid = 0 AND refunded IS NULL THEN CASE WHEN money_in THEN 'shop_only' ELSE 'unpaid' END
+            -- only failed/closed tries: the money may still land after midnight, as with no record at all
+            WHEN n_paid = 0 AND refunded IS NULL THEN CASE
+                WHEN NOT money_in THEN 'unpaid'
+                WHEN $incomplete OR created_at >= $grace_start THEN 'pending'
+                ELSE 'shop_only' END
             WHEN order_status = 'delivery_failed' THEN 'paid_not_delivered'
             WHEN n_paid = 1 AND shop_channel_txn_id IS NOT NULL AND shop_channel_txn_id <> channel_txn_id
                 THEN 'trade_no_mismatch'
@@ -127,7 +138,7 @@ SELECT $run_id, $channel, $d, r.code, r.unit_key, r.order_no, r.channel_txn_id, 
                 r.channel_txn_id)
            WHEN 'fee_mismatch' THEN format('fee {} where the configured rate gives {}', r.fee, r.expected_fee)
            WHEN 'pending' THEN CASE WHEN $incomplete THEN 'the channel records for this date are not all in yet'
-                WHEN r.has_rows THEN 'the channel record is not final yet'
+                WHEN r.n_pending > 0 THEN 'the channel record is not final yet'
                 ELSE 'created near the day boundary: may be booked in the next day''s bill' END
        END
 FROM unit_results r LEFT JOIN code_priority p USING (code);
