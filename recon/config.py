@@ -157,6 +157,10 @@ class ChannelConfig(_Section):
     auto_repair_max: Money | None = None
     merchant_id: str | None = None
     inbox: Path | None = None
+    # Non-secret API identifiers (app_id, mchid, pid, wallet address, serial numbers …), per channel kind.
+    api: dict[str, str] = {}
+    # Where the channel's API lives; the official host by default, the local sandbox in tests and the demo.
+    api_base: str | None = Field(default=None, pattern=r"^https?://")
     credentials: dict[str, Secret] = {}
     mapping: CsvMapping | None = None
 
@@ -172,6 +176,36 @@ class ChannelConfig(_Section):
     def grace(self) -> timedelta:
         hours = self.grace_hours if self.grace_hours is not None else DEFAULT_GRACE_HOURS[self.kind]
         return timedelta(seconds=int(hours * 3600))
+
+    @property
+    def fetches(self) -> bool:
+        """True when the channel pulls its records from an API (credentials given)."""
+        return bool(self.credentials)
+
+    def api_value(self, key: str) -> str:
+        """A required ``api`` identifier; a ConfigError naming its key path when absent."""
+        value = self.api.get(key)
+        if not value:
+            raise ConfigError(f"channels.{self.id}.api.{key}", f"a {self.kind} channel needs it to fetch")
+        return value
+
+    def secret(self, key: str) -> str:
+        """A required credential's value; a ConfigError naming its key path when absent or unreadable."""
+        ref = self.credentials.get(key)
+        if ref is None:
+            raise ConfigError(f"channels.{self.id}.credentials.{key}",
+                              f"a {self.kind} channel needs it (as env:VAR or file:PATH)")
+        return ref.reveal(f"channels.{self.id}.credentials.{key}")
+
+    def secret_values(self) -> list[str]:
+        """Every credential value that can be read now, for redaction of logs and errors."""
+        values = []
+        for ref in self.credentials.values():
+            try:
+                values.append(ref.reveal())
+            except ConfigError:
+                continue
+        return values
 
     @property
     def pay_ids(self) -> list[str]:
@@ -260,15 +294,15 @@ def parse_config(data: dict[str, Any], source: Path | str, base_dir: Path) -> Co
         if "input" in err and not isinstance(err["input"], dict | list) and not _SENSITIVE.search(key):
             msg = f"{msg} (got {redact(repr(err['input']), [])})"
         raise ConfigError(key, msg, source) from None
-    from fetchers import PARSERS
+    from fetchers import FETCHERS, PARSERS
 
     for i, ch in enumerate(config.channels):
-        if ch.kind not in PARSERS:
-            raise ConfigError(
-                f"channels[{i}].kind",
-                f"kind {ch.kind!r} has no statement parser in this version (available: {', '.join(PARSERS)})",
-                source,
-            )
+        if ch.kind not in PARSERS and ch.kind not in FETCHERS:
+            raise ConfigError(f"channels[{i}].kind", f"kind {ch.kind!r} is not supported by this version", source)
+        if ch.kind not in PARSERS and not ch.fetches:
+            raise ConfigError(f"channels[{i}].credentials",
+                              f"kind {ch.kind} has no statement files to import; give the credentials it fetches with",
+                              source)
     return config
 
 

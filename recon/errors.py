@@ -7,6 +7,10 @@
     ├── ShopError                   the shop database could not be read as configured  exit 1
     ├── StoreError                  the DuckDB store is unusable or of a newer version exit 1
     ├── NotFound                    an id that is not in the store                     exit 1
+    ├── FetchError                  a channel refused or answered nonsense             exit 1
+    │   ├── SignatureError          a response whose signature or hash does not verify exit 1, never accepted
+    │   ├── TransientFetchError     timeouts, 429 and 5xx after bounded retries        exit 1, retryable
+    │   └── NotReady                the channel has not published that bill yet        exit 1, retryable
     └── LockBusy                    another writer holds the store (PID, start time)   exit 75, retryable
 """
 
@@ -62,6 +66,30 @@ class StoreError(ReconError):
 
 class NotFound(ReconError):
     """The thing asked for is not in the store."""
+
+
+class FetchError(ReconError):
+    """A channel's API refused the request or answered something we cannot use."""
+
+    def __init__(self, channel: str, problem: str) -> None:
+        self.channel = channel
+        super().__init__(f"channel {channel}: {problem}")
+
+
+class SignatureError(FetchError):
+    """A response's signature (or a bill's published hash) does not verify: nothing of it is used."""
+
+
+class TransientFetchError(FetchError):
+    """The channel did not answer usefully after bounded retries; a later attempt may succeed."""
+
+    retryable = True
+
+
+class NotReady(FetchError):
+    """The channel has not published the requested bill yet (e.g. WeChat STATEMENT_CREATING)."""
+
+    retryable = True
 
 
 class LockBusy(ReconError):

@@ -135,7 +135,8 @@ def _store(con: duckdb.DuckDBPyConnection, channel_id: str, path: Path, digest: 
             """
             INSERT INTO channel_txn
             SELECT nextval('txn_ids'), $channel, kind, order_no, channel_txn_id, refund_id, amount, currency, fee,
-                   status, occurred_at, business_date, counterparty, $sha, line_no, $import_id, natural_key
+                   status, occurred_at, business_date, counterparty, $sha, line_no, $import_id, natural_key,
+                   upstream_txn_id
             FROM incoming_ranked WHERE nth = 1 AND held_at IS NULL ORDER BY line_no
             """,
             {"channel": channel_id, "sha": digest, "import_id": import_id},

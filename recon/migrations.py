@@ -52,6 +52,7 @@ MIGRATIONS: list[tuple[int, str]] = [
             line_no        BIGINT,
             import_id      BIGINT NOT NULL,
             natural_key    VARCHAR NOT NULL,
+            upstream_txn_id VARCHAR,                  -- an aggregator's upstream trade no (Epay api_trade_no)
             UNIQUE (channel, natural_key)
         );
 

@@ -81,8 +81,8 @@ def test_init_template_is_a_valid_config(tmp_path: Path) -> None:
         (('schema = "dujiaoka"', 'schema = "dujiaoka"\nzone = "Mars/Olympus"'),
          "shop.zone: unknown time zone 'Mars/Olympus' (expected an IANA name such as Asia/Shanghai)"),
         (('id = "ali"', 'id = "wx"'), "channels: channel id 'wx' is used twice"),
-        (('kind = "alipay" ', 'kind = "paypal" '),
-         "channels[0].kind: kind 'paypal' has no statement parser in this version (available: alipay, wechatpay, csv)"),
+        (('kind = "alipay" ', 'kind = "epay" '),
+         "channels[0].credentials: kind epay has no statement files to import; give the credentials it fetches with"),
     ],
 )
 def test_bad_value_names_its_key_path(tmp_path: Path, edit: tuple[str, str], message: str) -> None:

@@ -1,0 +1,93 @@
+"""The one way recon talks HTTP to a channel: timeouts always, bounded retries, secrets redacted.
+
+Retried: connection errors, timeouts, 429 and 5xx (honouring Retry-After), with capped exponential
+backoff. Not retried: any other status; the response goes back to the channel module, which knows
+whether a 400 is an error or a business answer (WeChat's NO_STATEMENT_EXIST is a 400).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+from recon.errors import TransientFetchError
+from recon.secrets import redact
+
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+MAX_ATTEMPTS = 4
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 8.0
+# A Retry-After longer than this is not waited for: the attempt fails as transient instead.
+RETRY_AFTER_CAP = 60.0
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Never follow a redirect silently: a bill URL that moves to another host is not the channel's.
+ALLOW_REDIRECTS = False
+
+
+@dataclass
+class ChannelSession:
+    """A requests.Session for one channel with the rules above; ``sleep`` is injectable for tests."""
+
+    channel: str
+    secrets: Sequence[str] = ()
+    connect_timeout: float = CONNECT_TIMEOUT
+    read_timeout: float = READ_TIMEOUT
+    max_attempts: int = MAX_ATTEMPTS
+    sleep: Callable[[float], None] = time.sleep
+    session: requests.Session = field(default_factory=requests.Session)
+    attempts_log: list[tuple[str, str, str]] = field(default_factory=list)  # (method, url, outcome)
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """Send with retries; return the first non-retryable response or raise TransientFetchError."""
+        kwargs.setdefault("timeout", (self.connect_timeout, self.read_timeout))
+        kwargs.setdefault("allow_redirects", ALLOW_REDIRECTS)
+        last = "no attempt"
+        for attempt in range(1, self.max_attempts + 1):
+            wait = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+            try:
+                response = self.session.request(method, url, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last = f"{type(exc).__name__}"
+                self.attempts_log.append((method, self._safe(url), last))
+            else:
+                if response.status_code not in RETRY_STATUSES:
+                    self.attempts_log.append((method, self._safe(url), str(response.status_code)))
+                    return response
+                last = f"HTTP {response.status_code}"
+                self.attempts_log.append((method, self._safe(url), last))
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+                if retry_after is not None:
+                    if retry_after > RETRY_AFTER_CAP:
+                        break
+                    wait = retry_after
+            if attempt < self.max_attempts:
+                self.sleep(wait)
+        raise TransientFetchError(self.channel, f"{method} {self._safe(url)} failed after "
+                                                f"{len(self.attempts_log)} attempt(s): {last}")
+
+    def _safe(self, text: str) -> str:
+        return redact(text.split("?", 1)[0], list(self.secrets))
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
