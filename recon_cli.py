@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from recon.cli import demo, exceptions, imports, init, run
+from recon.cli import demo, exceptions, fetch, imports, init, run
 
 app = typer.Typer(
     name="recon",
@@ -30,6 +30,8 @@ def main_options(
 app.command("demo")(demo.demo_command)
 app.command("init")(init.init_command)
 app.command("import")(imports.import_files)
+app.command("fetch")(fetch.fetch_command)
+app.command("query")(fetch.query_command)
 app.command("run")(run.run_command)
 app.command("report")(run.report_command)
 app.add_typer(exceptions.app, name="exceptions")

@@ -6,6 +6,7 @@ from datetime import date
 from pathlib import Path
 
 from recon.config import Config
+from recon.fetching import fetch_channel
 from recon.lock import store_lock
 from recon.pipeline import RunSummary, run
 from recon.store import open_store
@@ -13,10 +14,18 @@ from reports import RENDERERS, ReportData, load_report
 
 
 def reconcile(config: Config, day: date, channel_ids: list[str] | None, command: str,
-              formats: list[str] | None = None, out_dir: Path | None = None) -> tuple[RunSummary, ReportData]:
-    """Reconcile ``day`` while holding the store lock, then write the configured reports."""
+              formats: list[str] | None = None, out_dir: Path | None = None,
+              fetch: bool = True) -> tuple[RunSummary, ReportData]:
+    """Fetch, reconcile ``day`` while holding the store lock, then write the configured reports.
+
+    A channel whose fetch fails is reconciled with what the store holds; its date stays incomplete
+    (its orders wait as pending) and the failure is in ``summary.fetch``.
+    """
     with store_lock(config.store_path, command), open_store(config, write=True) as con:
+        chosen = [config.channel(c) for c in channel_ids] if channel_ids else list(config.channels)
+        fetched = [fetch_channel(con, config, ch, day) for ch in chosen] if fetch else []
         summary = run(con, config, day, channel_ids, command)
+        summary.fetch = fetched
         data = load_report(con, None, summary.run_id, config.shop.zone)
     summary.reports = [str(p) for p in write_reports(config, data, formats, out_dir)]
     return summary, data

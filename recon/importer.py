@@ -86,8 +86,8 @@ def store_import(con: duckdb.DuckDBPyConnection, config: Config, prepared: Prepa
                  source: str = "file") -> ImportOutcome:
     """Archive the original bytes and store the rows in one transaction."""
     stored = archive(prepared.raw, prepared.digest, config.archive_dir)
-    return _store(con, prepared.channel, prepared.path, prepared.digest, stored, len(prepared.raw), source,
-                  prepared.parsed)
+    return store_parsed(con, prepared.channel, prepared.path, prepared.digest, stored, len(prepared.raw), source,
+                        prepared.parsed)
 
 
 def import_file(con: duckdb.DuckDBPyConnection, config: Config, channel_id: str, path: Path,
@@ -108,8 +108,9 @@ def _period(parsed: ParsedStatement) -> tuple[date, date] | None:
     return dates.min(), dates.max()  # type: ignore[return-value]
 
 
-def _store(con: duckdb.DuckDBPyConnection, channel_id: str, path: Path, digest: str, stored: Path, size: int,
-           source: str, parsed: ParsedStatement) -> ImportOutcome:
+def store_parsed(con: duckdb.DuckDBPyConnection, channel_id: str, path: Path, digest: str, stored: Path, size: int,
+                 source: str, parsed: ParsedStatement) -> ImportOutcome:
+    """Store parsed rows as one import in a single transaction, recording duplicates."""
     period = _period(parsed)
     con.register("incoming", parsed.rows.to_arrow())
     con.execute("BEGIN")

@@ -14,6 +14,7 @@ import polars as pl
 from recon.classify import classify, day_bounds, prepare
 from recon.config import ChannelConfig, Config
 from recon.errors import ReconError
+from recon.fetching import FetchOutcome
 from recon.ledger import update_from_run
 from recon.money import money_str
 from recon.shops import ShopAdapter, open_shop
@@ -36,6 +37,11 @@ class RunSummary:
     ledger: dict[str, int]
     repairs: dict[str, int] = field(default_factory=lambda: {"planned": 0, "applied": 0, "skipped": 0, "failed": 0})
     reports: list[str] = field(default_factory=list)
+    fetch: list[FetchOutcome] = field(default_factory=list)
+
+    @property
+    def fetch_failed(self) -> list[FetchOutcome]:
+        return [f for f in self.fetch if f.error is not None]
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -50,6 +56,9 @@ class RunSummary:
             "incomplete_channels": self.incomplete_channels,
             "repairs": self.repairs,
             "reports": self.reports,
+            "fetch": [{"channel": f.channel, "mode": f.mode,
+                       "rows_new": sum(i.rows_new for i in f.imports),
+                       "error": str(f.error) if f.error else None} for f in self.fetch],
         }
 
 

@@ -9,6 +9,7 @@ import typer
 
 from recon.cli.common import handled, load, out, print_json
 from recon.errors import InputError, ReconError
+from recon.fetching import quarantine
 from recon.importer import ImportOutcome, PreparedImport, prepare_import, store_import
 from recon.lock import store_lock
 from recon.store import open_store
@@ -31,7 +32,9 @@ def import_files(
             try:
                 prepared.append(prepare_import(con, config, channel, path))
             except InputError as exc:
-                problems.append(exc)
+                kept = quarantine(config, f"{channel}_{path.name}", path.read_bytes() if path.is_file() else b"",
+                                  None, str(exc))
+                problems.append(InputError(exc.file, f"{exc.problem} (a copy is kept in {kept.parent})", exc.line))
         if problems:
             for problem in problems[:-1]:
                 typer.echo(f"error: {problem}", err=True)

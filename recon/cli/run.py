@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from jobs.reconcile import reconcile, write_reports
-from recon.cli.common import EXIT_NEEDS_PERSON, handled, load, out, parse_date, print_json
+from recon.cli.common import EXIT_FAILED, EXIT_NEEDS_PERSON, handled, load, out, parse_date, print_json
+from recon.cli.fetch import print_fetch
 from recon.cli.summary import print_summary
 from recon.errors import UsageError
 from recon.store import open_store
@@ -21,21 +22,26 @@ def run_command(
     date_: Annotated[str, typer.Option("--date", help="business date, e.g. 2026-11-20")],
     channel: Annotated[list[str] | None, typer.Option("--channel", "-c", help="only these channel ids")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="one JSON object (DESIGN §7)")] = False,
+    no_fetch: Annotated[bool, typer.Option("--no-fetch", help="use only what the store already holds")] = False,
 ) -> None:
-    """Reconcile a business date: load shop orders, classify, update the ledger, write reports.
+    """Fetch, reconcile a business date, update the ledger, write reports.
 
-    Exit 0 when nothing open needs a person, 3 when something does.
+    Exit 0 when nothing open needs a person, 3 when something does, 1 when a channel could not be
+    fetched (the rest is reconciled and written all the same).
     """
     config = load(ctx)
     day = parse_date(date_)
     assert day is not None
     for ch in channel or []:
         config.channel(ch)
-    summary, data = reconcile(config, day, channel or None, f"recon run --date {day}")
+    summary, data = reconcile(config, day, channel or None, f"recon run --date {day}", fetch=not no_fetch)
     if json_out:
         print_json(summary.to_json())
     else:
+        print_fetch(summary.fetch)
         print_summary(summary, data, config.reports.language)
+    if summary.fetch_failed:
+        raise typer.Exit(EXIT_FAILED)
     if summary.needs_person:
         raise typer.Exit(EXIT_NEEDS_PERSON)
 
