@@ -32,6 +32,8 @@ DEFAULT_GRACE_HOURS: dict[str, Decimal] = {
     "csv": Decimal(1),
 }
 
+# ISO 4217 codes, and token tickers such as USDT
+CURRENCY = r"^[A-Z][A-Z0-9]{2,9}$"
 Money = Annotated[Decimal, Field(ge=0, max_digits=20, decimal_places=6)]
 
 
@@ -59,7 +61,7 @@ class ShopConfig(_Section):
     schema_: Literal["dujiaoka"] | None = Field(default=None, alias="schema")
     dsn: Secret | str | None = None
     zone: str = "Asia/Shanghai"
-    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    currency: str = Field(default="CNY", pattern=CURRENCY)
     query: str | None = None
     columns: dict[str, str] = {}
     status_map: dict[str, str] = {}
@@ -149,7 +151,7 @@ class ChannelConfig(_Section):
     kind: Literal["alipay", "wechatpay", "epay", "usdt_trc20", "stripe", "paypal", "csv"]
     shop_pay_ids: list[int | str] = []
     zone: str = "Asia/Shanghai"
-    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    currency: str = Field(default="CNY", pattern=CURRENCY)
     grace_hours: Decimal | None = Field(default=None, ge=0, le=168)
     tolerance: Money = Decimal(0)
     fee_rate: Decimal | None = Field(default=None, ge=0, lt=1)

@@ -160,6 +160,16 @@ def test_refund_not_reflected(scenario: Scenario, refund: str, channel: str) -> 
     assert Decimal(refund[1:]).to_eng_string() in res["O1"]["detail"]
 
 
+def test_a_payment_reported_refunded_without_a_refund_row(scenario: Scenario) -> None:
+    scenario.order("O1", "10.00", trade_no="T1")
+    scenario.order("O2", "20.00", status=1)
+    res = day_with(scenario, [{"txn": "T1", "order": "O1", "amount": "10.00", "status": "refunded"},
+                              {"txn": "T2", "order": "O2", "amount": "20.00", "status": "refunded"}])
+    check(res["O1"], "refund_not_reflected", "10.00", "10.00", 2)
+    assert "refunded the payment" in res["O1"]["detail"]
+    check(res["O2"], "missing_callback", "0", "20.00", 2, auto=False)
+
+
 def test_trade_no_mismatch(scenario: Scenario) -> None:
     scenario.order("O1", "10.00", trade_no="T-FORGED")
     res = day_with(scenario, [{"txn": "T1", "order": "O1", "amount": "10.00"}])

@@ -45,6 +45,8 @@ SELECT unit_key,
        count(DISTINCT coalesce(channel_txn_id, natural_key)) FILTER (WHERE kind = 'payment' AND settled) AS n_paid,
        sum(amount) FILTER (WHERE kind = 'payment' AND settled) AS paid,
        sum(amount) FILTER (WHERE kind = 'refund' AND settled) AS refunded,
+       -- a payment reported as refunded without a refund row of its own (Epay's V1 order list)
+       count(*) FILTER (WHERE kind = 'payment' AND status = 'refunded') AS n_refunded_payments,
        count(*) FILTER (WHERE status = 'pending') AS n_pending,
        min(channel_txn_id) FILTER (WHERE kind = 'payment' AND settled) AS paid_txn_id,
        min(channel_txn_id) AS any_txn_id,
@@ -64,6 +66,7 @@ WITH joined AS (
            coalesce(u.paid_txn_id, u.any_txn_id) AS channel_txn_id,
            coalesce(u.channel_amount, 0) AS channel_amount,
            coalesce(u.n_paid, 0) AS n_paid, u.paid, u.refunded, coalesce(u.n_pending, 0) AS n_pending,
+           coalesce(u.n_refunded_payments, 0) AS n_refunded_payments,
            u.currency, coalesce(u.n_currencies, 0) AS n_currencies, u.fee, u.occurred_at,
            o.amount AS order_amount, o.currency AS shop_currency, o.status AS order_status, o.shop_status,
            o.channel_txn_id AS shop_channel_txn_id, o.created_at, o.own_date, o.carried,
@@ -85,7 +88,8 @@ coded AS (
             WHEN n_currencies > 1 OR currency <> shop_currency THEN 'currency_mismatch'
             WHEN n_paid = 1 AND abs(paid - order_amount) > $tol THEN 'amount_mismatch'
             WHEN n_paid = 1 AND order_status IN ('pending', 'expired', 'canceled') THEN 'missing_callback'
-            WHEN coalesce(refunded, 0) <> 0 AND order_status <> 'refunded' THEN 'refund_not_reflected'
+            WHEN (coalesce(refunded, 0) <> 0 OR n_refunded_payments > 0) AND order_status <> 'refunded'
+                THEN 'refund_not_reflected'
             WHEN n_paid = 0 AND n_pending > 0 THEN 'pending'
             -- only failed/closed tries: the money may still land after midnight, as with no record at all
             WHEN n_paid = 0 AND refunded IS NULL THEN CASE
@@ -108,7 +112,7 @@ coded AS (
 )
 SELECT *,
     code IN ('missing_callback', 'paid_not_delivered')
-      AND paid = order_amount AND coalesce(refunded, 0) = 0
+      AND paid = order_amount AND coalesce(refunded, 0) = 0 AND n_refunded_payments = 0
       AND ((code = 'missing_callback' AND list_contains($repairable_missing, shop_status))
         OR (code = 'paid_not_delivered' AND list_contains($repairable_undelivered, shop_status)))
       AND $auto_repair_max IS NOT NULL AND order_amount <= $auto_repair_max AS auto_repairable,
@@ -132,8 +136,8 @@ SELECT $run_id, $channel, $d, r.code, r.unit_key, r.order_no, r.channel_txn_id, 
            WHEN 'shop_only' THEN format('shop status {} ({}), no channel record on a complete bill',
                 r.shop_status, money(r.order_amount))
            WHEN 'channel_only' THEN format('channel moved {} with no matching shop order', money(r.channel_amount))
-           WHEN 'refund_not_reflected' THEN format('channel refunded {}, shop status {}', money(-r.refunded),
-                r.shop_status)
+           WHEN 'refund_not_reflected' THEN format('channel refunded {}, shop status {}',
+                CASE WHEN r.refunded IS NULL THEN 'the payment' ELSE money(-r.refunded) END, r.shop_status)
            WHEN 'trade_no_mismatch' THEN format('shop recorded {}, channel reports {}', r.shop_channel_txn_id,
                 r.channel_txn_id)
            WHEN 'fee_mismatch' THEN format('fee {} where the configured rate gives {}', r.fee, r.expected_fee)
