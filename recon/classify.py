@@ -51,6 +51,7 @@ def classify(con: duckdb.DuckDBPyConnection, run_id: int, channel: ChannelConfig
         "auto_repair_max": channel.auto_repair_max,
         "repairable_missing": list(shop.repairable.get("missing_callback", ())),
         "repairable_undelivered": list(shop.repairable.get("paid_not_delivered", ())),
+        "match_window": channel.amount_match_window,
     }
     for statement in _statements(CLASSIFY_SQL):
         used = {k: v for k, v in params.items() if re.search(rf"\${k}\b", statement)}

@@ -32,6 +32,8 @@ DEFAULT_GRACE_HOURS: dict[str, Decimal] = {
     "csv": Decimal(1),
 }
 
+# epusdt/TokenPay expire an unpaid order after 30 minutes; ten more allow for block confirmation.
+DEFAULT_USDT_MATCH_MINUTES = 40
 # ISO 4217 codes, and token tickers such as USDT
 CURRENCY = r"^[A-Z][A-Z0-9]{2,9}$"
 Money = Annotated[Decimal, Field(ge=0, max_digits=20, decimal_places=6)]
@@ -158,6 +160,10 @@ class ChannelConfig(_Section):
     fee_tolerance: Money = Decimal("0.01")
     auto_repair_max: Money | None = None
     merchant_id: str | None = None
+    # Records without an order number (on-chain transfers) match an order by exact amount within this
+    # many minutes after its creation (the order's expiry plus grace). Default: 40 for usdt_trc20
+    # (epusdt and TokenPay expire orders after 30 minutes), off for other kinds.
+    amount_match_minutes: int | None = Field(default=None, ge=1, le=10080)
     inbox: Path | None = None
     # Non-secret API identifiers (app_id, mchid, pid, wallet address, serial numbers …), per channel kind.
     api: dict[str, str] = {}
@@ -180,9 +186,16 @@ class ChannelConfig(_Section):
         return timedelta(seconds=int(hours * 3600))
 
     @property
+    def amount_match_window(self) -> timedelta | None:
+        minutes = self.amount_match_minutes
+        if minutes is None and self.kind == "usdt_trc20":
+            minutes = DEFAULT_USDT_MATCH_MINUTES
+        return timedelta(minutes=minutes) if minutes else None
+
+    @property
     def fetches(self) -> bool:
-        """True when the channel pulls its records from an API (credentials given)."""
-        return bool(self.credentials)
+        """True when the channel pulls its records from an API (credentials or API identifiers given)."""
+        return bool(self.credentials or self.api)
 
     def api_value(self, key: str) -> str:
         """A required ``api`` identifier; a ConfigError naming its key path when absent."""

@@ -1,11 +1,28 @@
 -- One pass for one (channel, business date). Parameters are bound by recon/classify.py.
 -- Every channel row of the date and every shop order in scope ends in exactly one result row.
+-- Channels whose records carry no order number (on-chain USDT transfers) are matched the way
+-- epusdt/TokenPay do: an order of this channel with the exact amount and currency, created before the
+-- transfer and at most $match_window before it; the newest such order wins, each side used once.
+CREATE OR REPLACE TEMP TABLE amount_matches AS
+WITH candidates AS (
+    SELECT t.txn_id, s.order_no,
+           row_number() OVER (PARTITION BY t.txn_id ORDER BY s.created_at DESC, s.order_no) AS nth_order,
+           row_number() OVER (PARTITION BY s.order_no ORDER BY t.occurred_at, t.txn_id) AS nth_transfer
+    FROM channel_txn t
+    JOIN shop_orders s
+      ON $match_window IS NOT NULL AND s.amount = t.amount AND s.currency = t.currency
+     AND list_contains($pay_ids, s.pay_method)
+     AND s.created_at <= t.occurred_at AND t.occurred_at <= s.created_at + $match_window
+    WHERE t.channel = $channel AND t.business_date = $d AND t.order_no IS NULL AND t.kind = 'payment'
+)
+SELECT txn_id, order_no FROM candidates WHERE nth_order = 1 AND nth_transfer = 1;
+
 CREATE OR REPLACE TEMP TABLE scope_rows AS
-SELECT t.*,
-       coalesce(CASE WHEN $ci THEN upper(t.order_no) ELSE t.order_no END,
+SELECT t.* REPLACE (coalesce(t.order_no, m.order_no) AS order_no),
+       coalesce(CASE WHEN $ci THEN upper(coalesce(t.order_no, m.order_no)) ELSE coalesce(t.order_no, m.order_no) END,
                 'txn:' || coalesce(t.channel_txn_id, t.natural_key)) AS unit_key,
        t.status IN ('success', 'refunded') AS settled
-FROM channel_txn t
+FROM channel_txn t LEFT JOIN amount_matches m USING (txn_id)
 WHERE t.channel = $channel AND t.business_date = $d;
 
 CREATE OR REPLACE TEMP TABLE scope_orders AS
