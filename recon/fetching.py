@@ -21,7 +21,15 @@ from fetchers.http import ChannelSession
 from fetchers.tabular import canonical
 from recon.config import ChannelConfig, Config
 from recon.errors import ConfigError, InputError, ReconError
-from recon.importer import ImportOutcome, PreparedImport, archive, prepare_import, store_import, store_parsed
+from recon.importer import (
+    ImportOutcome,
+    PreparedImport,
+    archive,
+    check_merchant,
+    prepare_import,
+    store_import,
+    store_parsed,
+)
 
 
 @dataclass
@@ -68,6 +76,7 @@ def store_fetched(con: duckdb.DuckDBPyConnection, config: Config, channel: Chann
         raw = fetched.raw
         try:
             parsed = PARSERS[channel.kind](Path(fetched.name), raw, channel)
+            check_merchant(Path(fetched.name), channel, parsed)
         except InputError as exc:
             quarantine(config, f"{channel.id}_{fetched.name}", raw, None, str(exc))
             raise

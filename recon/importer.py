@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 
 from fetchers import PARSERS, ParsedStatement
-from recon.config import Config
+from recon.config import ChannelConfig, Config
 from recon.errors import InputError
 
 
@@ -76,10 +76,20 @@ def prepare_import(con: duckdb.DuckDBPyConnection, config: Config, channel_id: s
             raise InputError(path, f"this file was already imported for channel {seen[1]!r} (import #{seen[0]})")
         return ImportOutcome(str(path), channel_id, digest, int(seen[0]), already_imported=True)
     parsed = PARSERS[channel.kind](path, raw, channel)
-    if channel.merchant_id and parsed.merchant_id and parsed.merchant_id != channel.merchant_id:
-        raise InputError(path, f"bill of merchant {parsed.merchant_id}, but channel {channel_id!r} is merchant "
-                               f"{channel.merchant_id}")
+    check_merchant(path, channel, parsed)
     return PreparedImport(channel_id, path, digest, raw, parsed)
+
+
+# Alipay bills name the account as the 16-digit PID followed by "0156"; configs may give either form.
+ALIPAY_ACCOUNT_SUFFIX = "0156"
+
+
+def check_merchant(path: Path, channel: ChannelConfig, parsed: ParsedStatement) -> None:
+    """A bill of another merchant is never imported for this channel."""
+    expected, found = channel.merchant_id, parsed.merchant_id
+    if not expected or not found or found in (expected, expected + ALIPAY_ACCOUNT_SUFFIX):
+        return
+    raise InputError(path, f"bill of merchant {found}, but channel {channel.id!r} is merchant {expected}")
 
 
 def store_import(con: duckdb.DuckDBPyConnection, config: Config, prepared: PreparedImport,
