@@ -35,6 +35,9 @@ ORDERS = [
     ("W4PARTREFUND0004", 8, "60.00", 4, "4200000001202611200000000004", "14:45:00", 1),  # refund_not_reflected (partial)
     ("C1MATCHED0000001", 21, "199.00", 4, "ch_1matched", "10:00:00", 1),                # matched
     ("C2CURRENCY000002", 21, "35.00", 4, "ch_2currency", "11:00:00", 1),                # currency_mismatch
+    ("E1MATCHED0000001", 14, "20.00", 4, "2026112010300012345", "10:30:00", 1),         # matched (Epay)
+    ("E2LOSTNOTIFY0002", 14, "58.00", 1, "", "15:00:00", 1),                           # missing_callback (Epay)
+    ("E3REFUNDED00003", 14, "9.90", 4, "2026112016000054321", "16:00:00", 1),           # refund_not_reflected
 ]
 
 # Alipay 业务明细 rows: (支付宝交易号, 商户订单号, 业务类型, 完成时间, 订单金额, 退款请求号, 服务费)
@@ -78,7 +81,7 @@ def shop_sql() -> str:
     out = ["-- The demo shop's day: one order per difference code (see samples/make_demo.py)."]
     out.append("INSERT INTO pays (id, pay_name, pay_check, pay_method, pay_handleroute) VALUES "
                "(1, '支付宝当面付', 'zfbf2f', 2, '/pay/alipay'), (8, '微信扫码', 'wescan', 2, '/pay/wepay'), "
-               "(21, 'Stripe', 'stripe', 1, 'pay/stripe');")
+               "(14, '易支付-支付宝', 'alipay', 1, '/pay/yipay'), (21, 'Stripe', 'stripe', 1, 'pay/stripe');")
     for gid, name, kind in GOODS:
         out.append(f"INSERT INTO goods (id, group_id, gd_name, actual_price, type, in_stock) VALUES "
                    f"({gid}, 1, '{name}', '0.00', {kind}, 10);")

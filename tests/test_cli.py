@@ -36,14 +36,16 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_run_json_follows_the_contract_and_exits_3_when_a_person_is_needed(demo_dir: Path) -> None:
-    result = runner.invoke(app, ["--config", str(demo_dir / "recon.toml"), "run", "--date", "2026-11-20", "--json"])
+    result = runner.invoke(app, ["--config", str(demo_dir / "recon.toml"), "run", "--date", "2026-11-20", "--json",
+                                 "--no-fetch"])
     assert result.exit_code == 3, result.output
     body = json.loads(result.stdout)
     assert RUN_KEYS <= set(body)
     assert body["business_date"] == "2026-11-20"
-    assert body["channels"] == ["ali", "wx", "card"]
-    assert body["counts"]["missing_callback"] == 3
-    assert body["amounts"]["missing_callback"] == "204.90"
+    assert body["channels"] == ["ali", "wx", "epay", "card"]
+    assert body["counts"]["missing_callback"] == 4
+    assert body["amounts"]["missing_callback"] == "262.90"
+    assert body["fetch"] == []
     assert set(body["repairs"]) == {"planned", "applied", "skipped", "failed"}
     assert all(Path(p).exists() for p in body["reports"])
 
@@ -53,9 +55,10 @@ def test_exceptions_list_json_has_the_stable_keys_and_amounts_as_strings(demo_di
                                  "--code", "missing_callback"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
-    assert {r["order_no"] for r in rows} == {"A3PENDINGPAID003", "A4EXPIREDPAID004", "W3LOWERCASE00003"}
+    assert {r["order_no"] for r in rows} == {"A3PENDINGPAID003", "A4EXPIREDPAID004", "W3LOWERCASE00003",
+                                             "E2LOSTNOTIFY0002"}
     assert all(set(r) == EXCEPTION_KEYS for r in rows)
-    assert {r["channel_amount"] for r in rows} == {"45.00", "120.00", "39.90"}
+    assert {r["channel_amount"] for r in rows} == {"45.00", "120.00", "39.90", "58.00"}
     assert all(r["auto_repairable"] for r in rows)
 
 
@@ -124,9 +127,15 @@ def test_as_a_real_process_demo_then_run_then_lock(tmp_path: Path) -> None:
     assert demo.returncode == 0, demo.stderr
     assert "missing_callback" in demo.stdout and "report:" in demo.stdout
     config = str(tmp_path / "recon.toml")
-    run = recon("--config", config, "run", "--date", "2026-11-20", "--json")
+    run = recon("--config", config, "run", "--date", "2026-11-20", "--json", "--no-fetch")
     assert run.returncode == 3, run.stderr
-    assert json.loads(run.stdout)["counts"]["matched"] == 5
+    assert json.loads(run.stdout)["counts"]["matched"] == 6
+    # the demo's Epay panel was the sandbox, gone now: fetching it fails, the rest is still reconciled
+    fetching = recon("--config", config, "run", "--date", "2026-11-20", "--json")
+    assert fetching.returncode == 1
+    failed = [f for f in json.loads(fetching.stdout)["fetch"] if f["error"]]
+    assert [f["channel"] for f in failed] == ["epay"]
+    assert "RECON_DEMO_EPAY_KEY" in failed[0]["error"] or "ConnectionError" in failed[0]["error"]
     listed = recon("--config", config, "exceptions", "list", "--json")
     assert listed.returncode == 0 and len(json.loads(listed.stdout)) >= 14
     with store_lock(tmp_path / "recon.duckdb", "recon run --date 2026-11-20 (held by the test)"):

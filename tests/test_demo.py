@@ -14,7 +14,9 @@ def test_demo_shows_every_code_on_at_least_two_channels(tmp_path: Path) -> None:
     outcomes, summary, data = run_demo(tmp_path)
     assert set(EXCEPTION_CODES) | {"matched"} <= set(summary.counts)
     channels_with_differences = {r["channel"] for r in data.counts if r["code"] not in ("matched", "unpaid")}
-    assert {"ali", "wx", "card"} <= channels_with_differences
+    assert {"ali", "wx", "epay", "card"} <= channels_with_differences
+    assert [(f.channel, f.mode, f.error) for f in summary.fetch if f.mode != "none"] == [("epay", "api", None)]
+    assert sum(i.rows_new for i in summary.fetch[2].imports) == 3
     assert [o.rows_duplicate for o in outcomes] == [0, 0, 0, 1]
     assert outcomes[-1].duplicates == [(2, "card_2026-11-20_morning.csv:2")]
     assert summary.incomplete_channels == []

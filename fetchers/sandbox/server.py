@@ -132,7 +132,7 @@ class Sandbox:
 
             do_GET = do_POST = do_PUT = _serve
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
@@ -196,6 +196,13 @@ class Sandbox:
                 handler.wfile.write(response.body)
         except (BrokenPipeError, ConnectionResetError):
             return
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Connections the faults cut on purpose are not errors worth a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return
 
 
 def chunks(values: list[Any], size: int) -> Iterator[list[Any]]:

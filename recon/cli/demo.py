@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from recon.cli.common import handled, out
+from recon.cli.fetch import print_fetch
 from recon.cli.summary import print_summary
 from recon.demo import run_demo
 
@@ -29,5 +30,6 @@ def demo_command(
         else:
             dupes = "".join(f"\n    line {line}: duplicate of {of}" for line, of in o.duplicates)
             out.print(f"  {name}: {o.rows_total} rows, {o.rows_new} new, {o.rows_duplicate} duplicate{dupes}")
+    print_fetch(summary.fetch)
     print_summary(summary, data, "zh-CN")
     out.print(f"next: recon --config {folder / 'recon.toml'} exceptions list")
