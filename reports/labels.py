@@ -11,6 +11,8 @@ HEADINGS: dict[str, dict[str, str]] = {
         "count": "笔数", "amount": "金额",
         "summary": "汇总", "exceptions": "异常明细", "run": "对账批次", "channels": "渠道", "match_rate": "匹配率",
         "title": "对账报告", "open_exceptions": "待处理异常", "yes": "是", "no": "否",
+        "shop_status": "店铺状态", "shop_channel_txn_id": "店铺记录交易号", "created_at": "下单时间",
+        "occurred_at": "渠道时间", "buyer_contact": "买家", "goods_title": "商品",
     },
     "en": {
         "id": "ID", "code": "Code", "channel": "Channel", "order_no": "Order no", "channel_txn_id": "Channel txn id",
@@ -21,6 +23,8 @@ HEADINGS: dict[str, dict[str, str]] = {
         "summary": "Summary", "exceptions": "Exceptions", "run": "Run", "channels": "Channels",
         "match_rate": "Match rate", "title": "Reconciliation report", "open_exceptions": "Open exceptions",
         "yes": "yes", "no": "no",
+        "shop_status": "Shop status", "shop_channel_txn_id": "Shop's txn id", "created_at": "Ordered at",
+        "occurred_at": "Channel time", "buyer_contact": "Buyer", "goods_title": "Goods",
     },
 }
 

@@ -1,4 +1,8 @@
-"""What every report shows, read once from the store: the run, its counts, its open exceptions."""
+"""What every report shows, read once from the store: the run, its counts, exceptions, repairs, trend.
+
+Large parts are polars frames (columnar, compact): the renderers stream them in slices, so a run
+with a million exceptions does not become a million Python dicts.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,42 @@ from decimal import Decimal
 from typing import Any
 
 import duckdb
+import polars as pl
 
 from recon.errors import NotFound
 
-EXCEPTION_COLUMNS = ("id", "code", "channel", "order_no", "channel_txn_id", "shop_amount", "channel_amount",
-                     "difference", "currency", "status", "priority", "business_date", "first_seen", "age_days",
-                     "auto_repairable", "suggested_action", "detail")
+# Both sides of every open exception, in the order the exception sheets show them.
+EXCEPTION_COLUMNS = (
+    "id", "code", "channel", "priority", "order_no", "shop_amount", "channel_amount", "difference", "currency",
+    "shop_status", "channel_txn_id", "shop_channel_txn_id", "created_at", "occurred_at", "buyer_contact", "goods_title",
+    "first_seen", "age_days", "auto_repairable", "suggested_action", "detail", "status", "business_date",
+)
+MONEY_COLUMNS = ("shop_amount", "channel_amount", "difference", "amount", "fee", "expected_fee", "diff")
+TIME_COLUMNS = ("created_at", "occurred_at", "first_seen", "last_seen", "started_at", "finished_at",
+                "event_at", "updated_at")
+TREND_RUNS = 30
+
+_EXCEPTIONS_SQL = """
+SELECT e.id, e.code, e.channel, e.priority, e.order_no, e.shop_amount, e.channel_amount,
+       coalesce(e.channel_amount, 0) - coalesce(e.shop_amount, 0) AS difference, e.currency,
+       r.shop_status, e.channel_txn_id, r.shop_channel_txn_id, s.created_at, r.occurred_at,
+       s.buyer_contact, s.title AS goods_title, e.first_seen, date_diff('day', e.business_date, $day::DATE) AS age_days,
+       e.auto_repairable, e.suggested_action, e.detail, e.status, e.business_date
+FROM exceptions e
+LEFT JOIN results r ON r.run_id = e.last_seen_run AND r.channel = e.channel AND r.unit_key = e.key AND r.code = e.code
+LEFT JOIN shop_orders s ON s.order_no = e.order_no
+WHERE e.status = 'open' AND list_contains($channels, e.channel) AND e.business_date <= $day
+ORDER BY e.priority, e.channel, e.code, e.key
+"""
+_TREND_SQL = """
+WITH recent AS (
+    SELECT run_id, business_date FROM runs WHERE status = 'succeeded' AND run_id <= $run
+    ORDER BY run_id DESC LIMIT $n
+)
+SELECT r.run_id, r.business_date, x.code, count(x.code) AS count
+FROM recent r LEFT JOIN results x USING (run_id)
+GROUP BY ALL ORDER BY r.run_id, x.code
+"""
 
 
 @dataclass(frozen=True)
@@ -24,14 +58,38 @@ class ReportData:
     started_at: datetime
     finished_at: datetime | None
     zone: str
-    counts: list[dict[str, Any]]        # per channel × code: count, amount, difference
-    exceptions: list[dict[str, Any]]    # open exceptions of the run's channels
+    counts: list[dict[str, Any]]  # per channel × code: channel, code, count, amount, difference
+    exceptions: pl.DataFrame      # open exceptions of the run's channels, EXCEPTION_COLUMNS
+    results: pl.DataFrame         # every result row of the run (for exports)
+    repairs: pl.DataFrame         # the repair journal of the run's channels
+    trend: pl.DataFrame           # last TREND_RUNS runs: run_id, business_date, code, count (long form)
 
     @property
     def match_rate(self) -> Decimal | None:
-        total = sum(r["count"] for r in self.counts if r["code"] != "unpaid")
-        matched = sum(r["count"] for r in self.counts if r["code"] == "matched")
-        return (Decimal(matched) / Decimal(total)).quantize(Decimal("0.0001")) if total else None
+        return _rate([r["code"] for r in self.counts], [r["count"] for r in self.counts])
+
+    @property
+    def open_by_priority(self) -> dict[int, int]:
+        if self.exceptions.is_empty():
+            return {}
+        grouped = self.exceptions.group_by("priority").len().sort("priority")
+        return {int(p): int(n) for p, n in grouped.iter_rows()}
+
+    def trend_rates(self) -> list[tuple[date, int, Decimal | None]]:
+        """(business date, run id, match rate) of each recent run, oldest first."""
+        out = []
+        for (run_id, day), group in self.trend.group_by(["run_id", "business_date"], maintain_order=True):
+            codes = [c for c in group["code"].to_list() if c is not None]
+            counts = group.filter(pl.col("code").is_not_null())["count"].to_list()
+            out.append((day, int(run_id), _rate(codes, counts)))
+        return out
+
+
+def _rate(codes: list[str], counts: list[int]) -> Decimal | None:
+    """Matched share of the run's results; ``unpaid`` orders are not reconciliation subjects."""
+    total = sum(n for n, c in zip(counts, codes, strict=True) if c != "unpaid")
+    matched = sum(n for n, c in zip(counts, codes, strict=True) if c == "matched")
+    return (Decimal(matched) / Decimal(total)).quantize(Decimal("0.0001")) if total else None
 
 
 def load_report(con: duckdb.DuckDBPyConnection, day: date | None, run_id: int | None, zone: str) -> ReportData:
@@ -44,6 +102,7 @@ def load_report(con: duckdb.DuckDBPyConnection, day: date | None, run_id: int | 
     ).fetchone()
     if run is None:
         raise NotFound(f"no finished run for {run_id if run_id is not None else day}: run `recon run` first")
+    rid, business_date, channels = int(run[0]), run[1], list(run[2])
     counts = con.execute(
         """
         SELECT channel, code, count(*) AS count,
@@ -51,25 +110,18 @@ def load_report(con: duckdb.DuckDBPyConnection, day: date | None, run_id: int | 
                sum(diff) AS difference
         FROM results WHERE run_id = ? GROUP BY channel, code ORDER BY channel, code
         """,
-        [run[0]],
+        [rid],
     )
-    count_rows = _dicts(counts)
-    exceptions = _dicts(con.execute(
-        """
-        SELECT id, code, channel, order_no, channel_txn_id, shop_amount, channel_amount,
-               coalesce(channel_amount, 0) - coalesce(shop_amount, 0) AS difference, currency, status, priority,
-               business_date, first_seen, date_diff('day', business_date, ?::DATE) AS age_days, auto_repairable,
-               suggested_action, detail
-        FROM exceptions
-        WHERE status = 'open' AND list_contains(?, channel) AND business_date <= ?
-        ORDER BY priority, channel, code, key
-        """,
-        [run[1], run[2], run[1]],
-    ))
-    return ReportData(run_id=int(run[0]), business_date=run[1], channels=list(run[2]), started_at=run[3],
-                      finished_at=run[4], zone=zone, counts=count_rows, exceptions=exceptions)
-
-
-def _dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    names = [d[0] for d in counts.description]
+    count_rows = [dict(zip(names, row, strict=True)) for row in counts.fetchall()]
+    scope = {"day": business_date, "channels": channels}
+    return ReportData(
+        run_id=rid, business_date=business_date, channels=channels, started_at=run[3], finished_at=run[4],
+        zone=zone, counts=count_rows,
+        exceptions=con.sql(_EXCEPTIONS_SQL, params=scope).pl(),
+        results=con.sql("SELECT * EXCLUDE (txn_ids) FROM results WHERE run_id = $run ORDER BY channel, unit_key",
+                        params={"run": rid}).pl(),
+        repairs=con.sql("SELECT * FROM repairs r WHERE EXISTS (SELECT 1 FROM exceptions e WHERE e.id = r.exception_id "
+                        "AND list_contains($channels, e.channel)) ORDER BY repair_id", params={"channels": channels}).pl(),
+        trend=con.sql(_TREND_SQL, params={"run": rid, "n": TREND_RUNS}).pl(),
+    )

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
+from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 from reports.atomic import write_atomically
@@ -46,13 +47,12 @@ def _build(data: ReportData, lang: str) -> Workbook:
                         _money(summary, row["amount"]), _money(summary, row["difference"])])
     sheet = book.create_sheet(h["exceptions"])
     sheet.freeze_panes = "A2"
-    sheet.auto_filter.ref = f"A1:{chr(ord('A') + len(EXCEPTION_COLUMNS) - 1)}{len(data.exceptions) + 1}"
-    for i, width in enumerate((8, 22, 12, 24, 32, 12, 12, 12, 8, 10, 8, 12, 20, 8, 10, 36, 48)):
-        sheet.column_dimensions[chr(ord("A") + i)].width = width
+    sheet.auto_filter.ref = f"A1:{get_column_letter(len(EXCEPTION_COLUMNS))}{data.exceptions.height + 1}"
     sheet.append([_bold(sheet, h[c]) for c in EXCEPTION_COLUMNS])
     zone = ZoneInfo(data.zone)
-    for exc in data.exceptions:
-        sheet.append([_cell(sheet, c, exc[c], lang, zone, h) for c in EXCEPTION_COLUMNS])
+    for chunk in data.exceptions.iter_slices(10_000):
+        for exc in chunk.iter_rows(named=True):
+            sheet.append([_cell(sheet, c, exc[c], lang, zone, h) for c in EXCEPTION_COLUMNS])
     return book
 
 

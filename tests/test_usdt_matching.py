@@ -62,7 +62,7 @@ def test_transfers_match_orders_by_exact_amount_after_creation(tmp_path: Path) -
                                              encoding="utf-8")
         summary, data = reconcile(load_config(tmp_path / "recon.toml"), DAY, None, "test", formats=[])
     assert summary.fetch_failed == []
-    codes = {e["order_no"] or e["channel_txn_id"]: e["code"] for e in data.exceptions}
+    codes = {e["order_no"] or e["channel_txn_id"]: e["code"] for e in data.exceptions.iter_rows(named=True)}
     assert summary.counts == {"matched": 1, "missing_callback": 1, "channel_only": 2, "unpaid": 2}
     assert codes == {"U2LOST": "missing_callback", "c" * 64: "channel_only", "d" * 64: "channel_only"}
     assert summary.amounts["missing_callback"] == Decimal("10.02")
