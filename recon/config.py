@@ -234,7 +234,40 @@ class RepairConfig(_Section):
 class ReportsConfig(_Section):
     out_dir: Path = Path("reports")
     language: Literal["zh-CN", "en"] = "zh-CN"
-    formats: list[Literal["xlsx", "html"]] = ["xlsx", "html"]
+    formats: list[Literal["xlsx", "html", "csv", "parquet"]] = ["xlsx", "html"]
+
+
+class WebhookConfig(_Section):
+    """One chat or HTTP endpoint told when a run leaves exceptions that need a person."""
+
+    kind: Literal["dingtalk", "wecom", "feishu", "slack", "json"]
+    url: Secret  # webhook URLs carry their access token
+    secret: Secret | None = None  # DingTalk / Feishu signing secret, when the robot has one
+
+
+class MailConfig(_Section):
+    """SMTP delivery of the workbook to finance (recon's own settings: dujiaoka keeps its SMTP in a cache)."""
+
+    host: str
+    port: int = Field(default=465, ge=1, le=65535)
+    security: Literal["ssl", "starttls", "none"] = "ssl"
+    username: str | None = None
+    password: Secret | None = None
+    sender: str
+    to: list[str] = Field(min_length=1)
+    attach: list[Literal["xlsx", "html", "csv", "parquet"]] = ["xlsx"]
+    timeout_seconds: float = Field(default=30, gt=0, le=300)
+
+
+class AlertsConfig(_Section):
+    """When to alert and where: open exceptions at or above ``min_priority`` (1 most urgent)."""
+
+    min_priority: int = Field(default=2, ge=1, le=4)
+    codes: list[str] = []  # only these codes count; empty: every code
+    min_count: int = Field(default=1, ge=1)
+    top: int = Field(default=5, ge=0, le=50)  # exceptions listed in the message
+    webhooks: list[WebhookConfig] = []
+    mail: MailConfig | None = None
 
 
 class Config(_Section):
@@ -243,6 +276,7 @@ class Config(_Section):
     channels: list[ChannelConfig] = Field(min_length=1)
     repair: RepairConfig = RepairConfig()
     reports: ReportsConfig = ReportsConfig()
+    alerts: AlertsConfig = AlertsConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     @field_validator("channels")
