@@ -6,37 +6,16 @@ are only loaded when that channel is used.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from fetchers.base import CANONICAL_SCHEMA, ChannelFetcher, FetchedStatement, ParsedStatement, QueryResult, StatementParser
 from fetchers.http import ChannelSession
 from recon.config import ChannelConfig
-
-
-class _Registry(Mapping[str, Any]):
-    """kind → object named by a "module:attribute" string, resolved lazily."""
-
-    def __init__(self, entries: dict[str, str]) -> None:
-        self._entries = entries
-
-    def __getitem__(self, kind: str) -> Any:
-        module, _, name = self._entries[kind].partition(":")
-        return getattr(importlib.import_module(module), name)
-
-    def __contains__(self, kind: object) -> bool:
-        return kind in self._entries
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
-
-    def __len__(self) -> int:
-        return len(self._entries)
+from recon.registry import LazyRegistry
 
 
 # channel kind → statement-file parser: parse(path, raw, channel) -> ParsedStatement
-PARSERS: Mapping[str, StatementParser] = _Registry({
+PARSERS: Mapping[str, StatementParser] = LazyRegistry({
     "alipay": "fetchers.alipay:parse",
     "wechatpay": "fetchers.wechatpay:parse",
     "csv": "fetchers.csv_generic:parse",
@@ -45,7 +24,7 @@ PARSERS: Mapping[str, StatementParser] = _Registry({
 })
 
 # channel kind → API client factory: factory(channel, session) -> ChannelFetcher
-FETCHERS: Mapping[str, Callable[[ChannelConfig, ChannelSession], ChannelFetcher]] = _Registry({
+FETCHERS: Mapping[str, Callable[[ChannelConfig, ChannelSession], ChannelFetcher]] = LazyRegistry({
     "alipay": "fetchers.alipay_api:AlipayFetcher",
     "wechatpay": "fetchers.wechatpay_api:WechatPayFetcher",
     "epay": "fetchers.epay:EpayFetcher",

@@ -35,4 +35,5 @@ def write_reports(config: Config, data: ReportData, formats: list[str] | None = 
                   out_dir: Path | None = None, lang: str | None = None) -> list[Path]:
     target = out_dir or config.resolve(config.reports.out_dir)
     language = lang or config.reports.language
-    return [RENDERERS[f](data, target, language) for f in (formats or config.reports.formats)]
+    chosen = config.reports.formats if formats is None else formats
+    return [path for f in chosen for path in RENDERERS[f](data, target, language)]

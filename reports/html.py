@@ -15,11 +15,11 @@ _ENV = Environment(loader=PackageLoader("reports", "templates"), autoescape=sele
                    trim_blocks=True, lstrip_blocks=True)
 
 
-def render(data: ReportData, out_dir: Path, lang: str) -> Path:
+def render(data: ReportData, out_dir: Path, lang: str) -> list[Path]:
     """Write ``recon_<date>_run<id>.html`` atomically; return its path."""
     target = out_dir / f"recon_{data.business_date.isoformat()}_run{data.run_id}.html"
     page = _ENV.get_template("report.html.j2").render(
         data=data, h=headings(lang), columns=EXCEPTION_COLUMNS, label=lambda c: label(c, lang),
         lang="en" if lang == "en" else "zh-CN",
     )
-    return write_atomically(target, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    return [write_atomically(target, lambda tmp: tmp.write_text(page, encoding="utf-8"))]

@@ -25,10 +25,10 @@ TIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
 BOLD = Font(bold=True)
 
 
-def render(data: ReportData, out_dir: Path, lang: str) -> Path:
+def render(data: ReportData, out_dir: Path, lang: str) -> list[Path]:
     """Write ``recon_<date>_run<id>.xlsx`` atomically; return its path."""
     target = out_dir / f"recon_{data.business_date.isoformat()}_run{data.run_id}.xlsx"
-    return write_atomically(target, lambda tmp: _build(data, lang).save(tmp))
+    return [write_atomically(target, lambda tmp: _build(data, lang).save(tmp))]
 
 
 def _build(data: ReportData, lang: str) -> Workbook:
