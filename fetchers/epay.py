@@ -12,7 +12,13 @@ Status mapping (``status`` of an order record):
     "0" 未支付 → skipped: an abandoned cashier page is no money, and every shop has many of them
 Any other status is a FetchError rather than a guess.
 
-The merchant key travels in the query string (V1 design). It is never put into a message: the session
+V2 (``api.version = "2"``, 彩虹易支付V2, RSA) reads the same records through the signed ``api/pay/orders``
+and ``api/pay/query`` (fetchers/epay_v2.py) and maps them by the same code. V2 records add ``refundmoney``:
+a paid order with ``refundmoney > 0`` becomes status refunded, as status 2 does. No refund row is made: the
+record gives the refunded amount but not when it was refunded, and a refund row dated by a guess (the pay
+time, or the fetch time) would put the money on the wrong day. A partial refund is thus "refunded" too.
+
+V1: the merchant key travels in the query string (V1 design). It is never put into a message: the session
 strips query strings from its log, and every message built here is redacted with the key.
 """
 
@@ -31,7 +37,9 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import requests
 
+from fetchers import epay_v2
 from fetchers.base import FetchedStatement, QueryResult
+from fetchers.epay_v2 import EpayV2Client, load_private_key, load_public_key, sign_string
 from fetchers.http import ChannelSession
 from fetchers.tabular import canonical
 from recon.config import ChannelConfig
@@ -39,7 +47,8 @@ from recon.errors import ConfigError, FetchError, NotReady
 from recon.secrets import redact
 
 ENDPOINT = "api.php"
-V1 = "1"  # api.version; V2 ("彩虹易支付V2", RSA-signed api/pay/*) is not implemented
+V1 = "1"  # api.version; "2" is 彩虹易支付V2 (RSA-signed api/pay/*), see fetchers/epay_v2.py
+V2 = epay_v2.V2
 # act=orders refuses more than 50 per page (api.php clamps limit to 50).
 PAGE_LIMIT = 50
 # Pages overlap by one record: if an old order is deleted between two requests (clones purge unpaid
@@ -56,8 +65,14 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 NO_TIME = ("", "0000-00-00 00:00:00")
 CODE_OK = 1  # V1 api.php answers code 1 on success (V2 uses 0)
 CODE_NOT_FOUND = -1
+# V2 answers code -1 for every error (a bad request signature too), so only the message tells a missing
+# order from a refused request.
+V2_NOT_FOUND_MSG = "不存在"
 CODE_BAD_MERCHANT = -3  # 商户ID不存在 / 商户密钥错误 / 该商户只能使用RSA签名类型
 PAID, UNPAID, REFUNDED, FROZEN = "1", "0", "2", "3"
+# api/pay/query passes its answer through PHP array_filter, which drops every falsy value – status "0"
+# included: a V2 query answer without status is an unpaid order.
+V2_FILTERED_STATUS = UNPAID
 ROW_STATUS = {PAID: "success", REFUNDED: "refunded", FROZEN: "success"}
 QUERY_STATE = {PAID: "paid", UNPAID: "unpaid", REFUNDED: "refunded", FROZEN: "paid"}
 _AMOUNT = re.compile(r"^-?\d{1,14}(\.\d{1,6})?$")
@@ -66,15 +81,7 @@ SNIPPET = 120
 
 
 # ---------------------------------------------------------------------------------------------- signing
-
-def sign_string(params: Mapping[str, str]) -> str:
-    """The V1/V2 sign content: drop sign, sign_type and empty values; sort keys by byte order; ``k=v&…``.
-
-    Values are the exact received (URL-decoded) strings: never re-format money (``1.00`` vs ``1``).
-    """
-    kept = {k: v for k, v in params.items() if k not in ("sign", "sign_type") and v != "" and v is not None}
-    return "&".join(f"{k}={kept[k]}" for k in sorted(kept, key=lambda k: k.encode("utf-8")))
-
+# sign_string (imported from epay_v2): values are the exact received strings; never re-format money.
 
 def notify_sign(params: Mapping[str, str], key: str) -> str:
     """Epay V1 MD5 notify signature: md5(sign_string + key), lowercase hex (channel-formats.md §3.2)."""
@@ -100,24 +107,46 @@ def epusdt_sign(params: Mapping[str, Any], token: str) -> str:
 # ---------------------------------------------------------------------------------------------- fetcher
 
 class EpayFetcher:
-    """Reads one Epay merchant's orders through the V1 ``api.php`` (pid + key)."""
+    """Reads one Epay merchant's orders: V1 ``api.php`` (pid + key) or V2 signed ``api/pay/*`` (pid + RSA keys)."""
 
     def __init__(self, channel: ChannelConfig, session: ChannelSession,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         if not channel.api_base:
             raise ConfigError(f"channels.{channel.id}.api_base",
                               "an epay channel needs the URL of its panel (there is no official host)")
-        if channel.api.get("version", V1) != V1:
-            raise ConfigError(f"channels.{channel.id}.api.version",
-                              "only Epay V1 (api.php with the MD5 merchant key) is supported; V2 (RSA, api/pay/*) "
-                              "is not implemented yet. Merchants whose key type allows MD5 can use V1: remove it")
         self.channel = channel
         self.session = session
-        self.pid = channel.api_value("pid")
-        self.key = channel.secret("key")
-        self.zone = ZoneInfo(channel.zone)
-        self.url = channel.api_base.rstrip("/") + "/" + ENDPOINT
+        self.version = channel.api.get("version", V1)
         self._now = now
+        self.pid = channel.api_value("pid")
+        self.zone = ZoneInfo(channel.zone)
+        self.key = ""
+        self._v2: EpayV2Client | None = None
+        if self.version == V1:
+            self.key = channel.secret("key")
+            self.url = channel.api_base.rstrip("/") + "/" + ENDPOINT
+            self.list_what, self.order_what, self.code_ok = "act=orders", "act=order", CODE_OK
+        elif self.version == V2:
+            self._v2 = self._v2_client(channel)
+            self.url = channel.api_base.rstrip("/") + "/" + epay_v2.ORDERS
+            self.list_what, self.order_what, self.code_ok = epay_v2.ORDERS, epay_v2.QUERY, epay_v2.CODE_OK
+        else:
+            raise ConfigError(f"channels.{channel.id}.api.version",
+                              f"unknown Epay API version {self.version!r}: \"1\" (api.php, MD5 key) or "
+                              "\"2\" (V2, RSA api/pay/*)")
+
+    def _v2_client(self, channel: ChannelConfig) -> EpayV2Client:
+        if "private_key" not in channel.credentials and "key" in channel.credentials:
+            # Only the V1 key given: the version, not a credential, is what is most likely wrong.
+            raise ConfigError(f"channels.{channel.id}.api.version",
+                              "Epay V2 (RSA) needs credentials.private_key and credentials.platform_public_key, "
+                              "but only the V1 MD5 key is given: set version \"1\" or give the RSA keys")
+        base = f"channels.{channel.id}.credentials."
+        private_key = load_private_key(channel.secret("private_key"), base + "private_key")
+        platform_key = load_public_key(channel.secret("platform_public_key"), base + "platform_public_key")
+        assert channel.api_base is not None
+        return EpayV2Client(channel.id, channel.api_base, self.pid, private_key, platform_key, self.session,
+                            lambda: self._now())
 
     def fetch(self, day: date) -> list[FetchedStatement]:
         """Orders paid on ``day`` (channel zone), from the paged order list; NotReady before the day ends.
@@ -133,46 +162,68 @@ class EpayFetcher:
             raise NotReady(self.channel.id, f"{day} is not over yet in {self.channel.zone}")
         records = self._list_orders(start - CREATE_TO_PAY_LOOKBACK)
         rows = self._frame(records, day)
-        return [FetchedStatement(name=f"epay_{self.pid}_{day.isoformat()}.json", source="api:api.php?act=orders",
+        source = "api:api.php?act=orders" if self._v2 is None else f"api:{epay_v2.ORDERS}"
+        return [FetchedStatement(name=f"epay_{self.pid}_{day.isoformat()}.json", source=source,
                                  period=(day, day), rows=rows)]
 
     def query(self, order_no: str) -> QueryResult:
-        """What ``act=order`` says about ``out_trade_no = order_no`` now."""
-        answer = self._get({"act": "order", "out_trade_no": order_no}, "act=order")
+        """What the panel (``act=order`` / ``api/pay/query``) says about ``out_trade_no = order_no`` now."""
+        what = self.order_what
+        answer = self._order(order_no)
         code = _code(answer)
-        if code == CODE_NOT_FOUND:
+        if code == CODE_NOT_FOUND and (self._v2 is None or V2_NOT_FOUND_MSG in str(answer.get("msg") or "")):
+            if answer.get("_unsigned"):
+                return QueryResult(self.channel.id, order_no, "unknown", str(answer.get("msg") or ""),
+                                   note="the panel says it knows no such order, in an unsigned answer; not trusted")
             return QueryResult(self.channel.id, order_no, "not_found", str(answer.get("msg") or ""),
                                note="Epay knows no order with this out_trade_no")
-        self._check_code(answer, "act=order")
-        status = _text(answer.get("status")) or ""
+        self._check_code(answer, what)
+        if self._v2 is not None and "status" not in answer:
+            answer = {**answer, "status": V2_FILTERED_STATUS}
+        raw_status = _text(answer.get("status")) or ""
+        status = _effective_status(self.channel.id, answer) or ""
         state = QUERY_STATE.get(status)
         if state is None:
-            raise FetchError(self.channel.id, f"act=order: unknown order status {status!r} for {order_no}")
+            raise FetchError(self.channel.id, f"{what}: unknown order status {status!r} for {order_no}")
         paid_at = self._time(_text(answer.get("endtime"))) if state in ("paid", "refunded") else None
-        note = "funds frozen by the aggregator (status 3)" if status == FROZEN else ""
+        note = "funds frozen by the aggregator (status 3)" if raw_status == FROZEN else ""
+        if status != raw_status:
+            note = f"refundmoney {_text(answer.get('refundmoney'))} on a paid order (status {raw_status})"
         amount = _money(self.channel.id, answer.get("money"))
-        return QueryResult(self.channel.id, order_no, state, status, amount=amount,
+        return QueryResult(self.channel.id, order_no, state, raw_status, amount=amount,
                            currency=self.channel.currency, channel_txn_id=_text(answer.get("trade_no")),
                            paid_at=paid_at, note=note)
 
     # ------------------------------------------------------------------------------------ internals
 
+    def _orders_page(self, offset: int) -> dict[str, Any]:
+        params = {"limit": str(PAGE_LIMIT), "offset": str(offset)}
+        if self._v2 is not None:
+            return self._v2.call(epay_v2.ORDERS, params)
+        return self._get({"act": "orders", **params}, "act=orders")
+
+    def _order(self, order_no: str) -> dict[str, Any]:
+        if self._v2 is not None:
+            return self._v2.call(epay_v2.QUERY, {"out_trade_no": order_no})
+        return self._get({"act": "order", "out_trade_no": order_no}, "act=order")
+
     def _list_orders(self, cutoff: datetime) -> list[dict[str, Any]]:
         """Every order from the newest back to the first page older than ``cutoff``, once each, in answer order."""
+        what = self.list_what
         seen: dict[str, dict[str, Any]] = {}
         offset, rewinds = 0, 0
         for _ in range(MAX_PAGES):
-            answer = self._get({"act": "orders", "limit": str(PAGE_LIMIT), "offset": str(offset)}, "act=orders")
-            self._check_code(answer, "act=orders")
+            answer = self._orders_page(offset)
+            self._check_code(answer, what)
             page = answer.get("data") or []
             if not isinstance(page, list) or not all(isinstance(r, dict) for r in page):
-                raise FetchError(self.channel.id, "act=orders: 'data' is not a list of orders")
+                raise FetchError(self.channel.id, f"{what}: 'data' is not a list of orders")
             trade_nos = [self._trade_no(r) for r in page]
             if offset > 0 and page and not any(t in seen for t in trade_nos):
                 # The overlap row is gone: rows moved up between requests, some may have been skipped.
                 rewinds += 1
                 if rewinds > MAX_REWINDS:
-                    raise FetchError(self.channel.id, "act=orders: the order list kept shifting while paging")
+                    raise FetchError(self.channel.id, f"{what}: the order list kept shifting while paging")
                 offset = max(0, offset - (PAGE_LIMIT - PAGE_OVERLAP))
                 continue
             for trade_no, record in zip(trade_nos, page, strict=True):
@@ -180,12 +231,12 @@ class EpayFetcher:
             if len(page) < PAGE_LIMIT or self._oldest(page) < cutoff:
                 return list(seen.values())
             offset += PAGE_LIMIT - PAGE_OVERLAP
-        raise FetchError(self.channel.id, f"act=orders: more than {MAX_PAGES} pages; stopped")
+        raise FetchError(self.channel.id, f"{what}: more than {MAX_PAGES} pages; stopped")
 
     def _trade_no(self, record: dict[str, Any]) -> str:
         trade_no = _text(record.get("trade_no"))
         if not trade_no:
-            raise FetchError(self.channel.id, "act=orders: an order without trade_no")
+            raise FetchError(self.channel.id, f"{self.list_what}: an order without trade_no")
         return trade_no
 
     def _oldest(self, page: list[dict[str, Any]]) -> datetime:
@@ -203,25 +254,27 @@ class EpayFetcher:
     def _frame(self, records: list[dict[str, Any]], day: date) -> pl.DataFrame:
         """Canonical rows of the records paid (or refunded) on ``day``."""
         fields = ("trade_no", "out_trade_no", "api_trade_no", "addtime", "endtime", "money", "status", "buyer")
-        frame = pl.DataFrame([{f: _text(r.get(f)) for f in fields} for r in records],
+        values = [{**{f: _text(r.get(f)) for f in fields}, "status": _effective_status(self.channel.id, r)}
+                  for r in records]
+        frame = pl.DataFrame(values,
                              schema={f: pl.String for f in fields}, orient="row")
         frame = frame.with_columns(line_no=pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
         unknown = frame.filter(~pl.col("status").is_in([PAID, UNPAID, REFUNDED, FROZEN]))
         if unknown.height:
-            raise FetchError(self.channel.id, f"act=orders: unknown status {unknown['status'][0]!r} "
+            raise FetchError(self.channel.id, f"{self.list_what}: unknown status {unknown['status'][0]!r} "
                                               f"(order {unknown['trade_no'][0]})")
         frame = frame.filter(pl.col("status") != UNPAID)
         bad = frame.filter(~pl.col("money").fill_null("").str.contains(_AMOUNT.pattern))
         if bad.height:
-            raise FetchError(self.channel.id, f"act=orders: money {bad['money'][0]!r} of order {bad['trade_no'][0]} "
-                                              "is not an amount")
+            raise FetchError(self.channel.id, f"{self.list_what}: money {bad['money'][0]!r} of order "
+                                              f"{bad['trade_no'][0]} is not an amount")
         blank = pl.col("endtime").is_null() | pl.col("endtime").is_in(list(NO_TIME))
         paid_text = pl.when(blank).then(pl.col("addtime")).otherwise(pl.col("endtime"))
         frame = frame.with_columns(_paid=paid_text, _local=paid_text.str.strptime(pl.Datetime("us"), TIME_FORMAT,
                                                                                   strict=False))
         bad = frame.filter(pl.col("_local").is_null())
         if bad.height:
-            raise FetchError(self.channel.id, f"act=orders: pay time {bad['_paid'][0]!r} of order "
+            raise FetchError(self.channel.id, f"{self.list_what}: pay time {bad['_paid'][0]!r} of order "
                                               f"{bad['trade_no'][0]} is not a time in the format {TIME_FORMAT}")
         zoned = pl.col("_local").dt.replace_time_zone(self.channel.zone, ambiguous="earliest", non_existent="null")
         rows = frame.with_columns(occurred_at=zoned.dt.convert_time_zone("UTC"), business_date=zoned.dt.date())
@@ -257,16 +310,19 @@ class EpayFetcher:
 
     def _check_code(self, answer: dict[str, Any], what: str) -> None:
         code = _code(answer)
-        if code == CODE_OK:
+        if code == self.code_ok and not answer.get("_unsigned"):
             return
         msg = self._snippet(str(answer.get("msg") or ""))
+        if self._v2 is not None:
+            unsigned = " (unsigned answer)" if answer.get("_unsigned") else ""
+            raise FetchError(self.channel.id, f"{what}: merchant {self.pid}: code {code}{unsigned}: {msg}")
         if code == CODE_BAD_MERCHANT:
             raise FetchError(self.channel.id, f"{what}: merchant {self.pid} refused (wrong pid or key, or an "
                                               f"RSA-only merchant): {msg}")
         raise FetchError(self.channel.id, f"{what}: code {code}: {msg}")
 
     def _snippet(self, text: str) -> str:
-        return redact(text, [self.key])[:SNIPPET]
+        return redact(text, [self.key, *self.session.secrets])[:SNIPPET]
 
 
 def _code(answer: dict[str, Any]) -> int | None:
@@ -274,6 +330,15 @@ def _code(answer: dict[str, Any]) -> int | None:
         return int(str(answer.get("code")))
     except ValueError:
         return None
+
+
+def _effective_status(channel: str, record: Mapping[str, Any]) -> str | None:
+    """The record's status; a paid (or frozen) V2 order with ``refundmoney`` > 0 counts as refunded (status 2)."""
+    status = _text(record.get("status"))
+    refunded = _money(channel, record.get("refundmoney"))
+    if status in (PAID, FROZEN) and refunded is not None and refunded > 0:
+        return REFUNDED
+    return status
 
 
 def _text(value: Any) -> str | None:
