@@ -8,6 +8,7 @@ whether a 400 is an error or a business answer (WeChat's NO_STATEMENT_EXIST is a
 from __future__ import annotations
 
 import email.utils
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,27 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 ALLOW_REDIRECTS = False
 
 
+# Every secret a session was given, so that library logging (urllib3 logs whole URLs at DEBUG) can
+# be scrubbed too.
+_KNOWN_SECRETS: set[str] = set()
+
+
+class _ScrubUrls(logging.Filter):
+    """Drop query strings and known secrets from urllib3's log records before anyone formats them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_scrub(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def _scrub(text: str) -> str:
+    return redact(text.split("?", 1)[0], sorted(_KNOWN_SECRETS))
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_ScrubUrls())
+
+
 @dataclass
 class ChannelSession:
     """A requests.Session for one channel with the rules above; ``sleep`` is injectable for tests."""
@@ -43,6 +65,15 @@ class ChannelSession:
     sleep: Callable[[float], None] = time.sleep
     session: requests.Session = field(default_factory=requests.Session)
     attempts_log: list[tuple[str, str, str]] = field(default_factory=list)  # (method, url, outcome)
+
+    def __post_init__(self) -> None:
+        _KNOWN_SECRETS.update(s for s in self.secrets if s)
+
+    def add_secret(self, value: str) -> None:
+        """A secret learnt at run time (an OAuth token): redacted from now on like the configured ones."""
+        if value:
+            self.secrets = [*self.secrets, value]
+            _KNOWN_SECRETS.add(value)
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """Send with retries; return the first non-retryable response or raise TransientFetchError."""

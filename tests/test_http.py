@@ -64,3 +64,14 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert _retry_after("3") == 3.0
     assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert _retry_after("soon") is None
+
+
+def test_library_debug_logging_never_shows_a_secret(caplog: pytest.LogCaptureFixture) -> None:
+    waits: list[float] = []
+    with Sandbox(Echo()) as sandbox, caplog.at_level("DEBUG", logger="urllib3"):
+        s = session(waits)
+        s.add_secret("oauth-token-learnt-at-run-time")
+        s.request("GET", sandbox.url("/echo") + f"/{SECRET}/oauth-token-learnt-at-run-time?token={SECRET}")
+    logged = caplog.text
+    assert "GET /echo" in logged
+    assert SECRET not in logged and "oauth-token-learnt-at-run-time" not in logged

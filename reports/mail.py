@@ -1,0 +1,141 @@
+"""Mail the run's reports to finance over SMTP (``[alerts.mail]``).
+
+Security ``ssl`` uses SMTP over TLS (port 465), ``starttls`` upgrades a plain connection before any
+login, ``none`` sends in the clear (a relay on localhost only). Certificates are verified.
+Connection errors, timeouts and 4xx answers are retried a bounded number of times; an
+authentication failure or a 5xx refusal is not. Nothing raises to the run and the password never
+appears in an outcome or a log line.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import smtplib
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+
+from recon.config import Config, MailConfig
+from reports.alerts import AlertOutcome, Digest, make_digest, record
+from reports.model import ReportData
+
+MAX_ATTEMPTS = 3
+BACKOFF = (2.0, 8.0)  # seconds before the second and third attempts
+# Larger attachments are left out (named in the body): most mail servers refuse messages over 25 MB.
+MAX_ATTACHMENT_BYTES = 20 * 1024 * 1024
+MIME_TYPES = {
+    ".xlsx": ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    ".html": ("text", "html"),
+    ".csv": ("text", "csv"),
+    ".parquet": ("application", "vnd.apache.parquet"),
+}
+
+
+class _Retryable(Exception):
+    """An SMTP failure worth another attempt (connection lost, timeout, 4xx)."""
+
+
+def build_message(mail: MailConfig, digest: Digest, reports: Sequence[Path]) -> EmailMessage:
+    """The message: subject with the date and the number needing a person, text + HTML body, attachments."""
+    msg = EmailMessage()
+    msg["From"] = mail.sender
+    msg["To"] = ", ".join(mail.to)
+    msg["Subject"] = digest.title
+    msg["Date"] = formatdate(localtime=True)
+    msg["Message-ID"] = make_msgid(domain=mail.sender.rpartition("@")[2] or None)
+    chosen = [Path(p) for p in reports if Path(p).suffix.lstrip(".") in mail.attach and Path(p).is_file()]
+    too_big = [p for p in chosen if p.stat().st_size > MAX_ATTACHMENT_BYTES]
+    lines = digest.lines()
+    if too_big:
+        note = "Too large to attach" if digest.lang == "en" else "附件过大，未附上"
+        lines.append(f"{note}: {', '.join(p.name for p in too_big)}")
+    msg.set_content("\n".join([digest.title, "", *lines]) + "\n")
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    msg.add_alternative(f"<html><body><h3>{html.escape(digest.title)}</h3><ul>{items}</ul></body></html>\n",
+                        subtype="html")
+    for path in chosen:
+        if path in too_big:
+            continue
+        maintype, subtype = MIME_TYPES.get(path.suffix.lower(), ("application", "octet-stream"))
+        # The default policy writes a non-ASCII file name as RFC 2231 filename*=utf-8''…
+        msg.add_attachment(path.read_bytes(), maintype=maintype, subtype=subtype, filename=path.name)
+    return msg
+
+
+def send_mail(config: Config, data: ReportData, reports: Sequence[Path], digest: Digest | None = None,
+              smtp_factory: Callable[[MailConfig], smtplib.SMTP] | None = None,
+              sleep: Callable[[float], None] = time.sleep) -> AlertOutcome:
+    """Mail ``reports`` (the ``attach`` formats among them) to ``mail.to``; never raises.
+
+    Sent whatever the alert threshold (call it for a daily mail); ``digest`` defaults to one built
+    from ``data`` even when no alert is due.
+    """
+    mail = config.alerts.mail
+    if mail is None:
+        return AlertOutcome("mail", "skipped", 0, "no [alerts.mail] configured")
+    target = f"mail {mail.host}:{mail.port}"
+    secrets: list[str] = []
+    attempts = 0
+    try:
+        password = mail.password.reveal("alerts.mail.password") if mail.password else None
+        if password:
+            secrets += _password_forms(mail.username or "", password)
+        digest = digest or make_digest(config, data, reports)
+        msg = build_message(mail, digest, reports)
+        factory = smtp_factory or _connect
+        for attempts in range(1, MAX_ATTEMPTS + 1):
+            try:
+                refused = _deliver(factory, mail, password, msg)
+            except _Retryable as exc:
+                if attempts == MAX_ATTEMPTS:
+                    return record(AlertOutcome(target, "failed", attempts, str(exc)), secrets)
+                sleep(BACKOFF[min(attempts - 1, len(BACKOFF) - 1)])
+                continue
+            detail = f"refused: {', '.join(sorted(refused))}" if refused else ""
+            return record(AlertOutcome(target, "sent", attempts, detail), secrets)
+    except Exception as exc:  # noqa: BLE001 (mail must never fail the run)
+        return record(AlertOutcome(target, "failed", attempts, f"{type(exc).__name__}: {exc}"), secrets)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _deliver(factory: Callable[[MailConfig], smtplib.SMTP], mail: MailConfig, password: str | None,
+             msg: EmailMessage) -> dict[str, tuple[int, bytes]]:
+    """One attempt; transient failures become _Retryable, the rest propagate."""
+    try:
+        with factory(mail) as smtp:
+            if mail.security == "starttls":
+                smtp.starttls(context=ssl.create_default_context())
+                smtp.ehlo()
+            if mail.username and password:
+                smtp.login(mail.username, password)
+            return smtp.send_message(msg)
+    except smtplib.SMTPAuthenticationError:
+        raise
+    except smtplib.SMTPResponseException as exc:
+        if 400 <= exc.smtp_code < 500:
+            raise _Retryable(f"SMTP {exc.smtp_code}") from None
+        raise
+    except (TimeoutError, smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, ConnectionError) as exc:
+        raise _Retryable(type(exc).__name__) from None
+    except OSError as exc:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            raise
+        raise _Retryable(type(exc).__name__) from None
+
+
+def _connect(mail: MailConfig) -> smtplib.SMTP:
+    if mail.security == "ssl":
+        return smtplib.SMTP_SSL(mail.host, mail.port, timeout=mail.timeout_seconds,
+                                context=ssl.create_default_context())
+    return smtplib.SMTP(mail.host, mail.port, timeout=mail.timeout_seconds)
+
+
+def _password_forms(username: str, password: str) -> list[str]:
+    """The password and the encodings an SMTP dialogue may carry it in (AUTH PLAIN / LOGIN)."""
+    plain = base64.b64encode(f"\0{username}\0{password}".encode()).decode()
+    return [password, plain, base64.b64encode(password.encode()).decode()]
+
