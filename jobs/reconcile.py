@@ -11,6 +11,7 @@ from recon.lock import store_lock
 from recon.pipeline import RunSummary, run
 from recon.store import open_store
 from reports import RENDERERS, ReportData, load_report
+from reports.alerts import send_alerts
 
 
 def reconcile(config: Config, day: date, channel_ids: list[str] | None, command: str,
@@ -27,7 +28,10 @@ def reconcile(config: Config, day: date, channel_ids: list[str] | None, command:
         summary = run(con, config, day, channel_ids, command)
         summary.fetch = fetched
         data = load_report(con, None, summary.run_id, config.shop.zone)
-    summary.reports = [str(p) for p in write_reports(config, data, formats, out_dir)]
+    written = write_reports(config, data, formats, out_dir)
+    summary.reports = [str(p) for p in written]
+    # After the lock is released: a slow webhook never holds the store. send_alerts never raises.
+    summary.alerts = send_alerts(config, data, written)
     return summary, data
 
 

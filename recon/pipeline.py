@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -38,6 +39,7 @@ class RunSummary:
     repairs: dict[str, int] = field(default_factory=lambda: {"planned": 0, "applied": 0, "skipped": 0, "failed": 0})
     reports: list[str] = field(default_factory=list)
     fetch: list[FetchOutcome] = field(default_factory=list)
+    alerts: list[Any] = field(default_factory=list)  # reports.alerts.AlertOutcome, one per webhook / mail
 
     @property
     def fetch_failed(self) -> list[FetchOutcome]:
@@ -59,6 +61,7 @@ class RunSummary:
             "fetch": [{"channel": f.channel, "mode": f.mode,
                        "rows_new": sum(i.rows_new for i in f.imports),
                        "error": str(f.error) if f.error else None} for f in self.fetch],
+            "alerts": [{"target": a.target, "status": a.status} for a in self.alerts],
         }
 
 

@@ -321,3 +321,34 @@ def test_send_alerts_never_raises(demo: tuple[Config, ReportData, list[Path]], m
     assert [(o.status, o.detail) for o in outcomes] == [("failed", "RuntimeError: factory exploded")]
     payload = json.dumps([o.detail for o in outcomes])
     assert JSON_TOKEN not in payload
+
+
+def test_recon_run_alerts_a_chat_and_mails_the_workbook_when_a_person_is_needed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from recon_cli import app
+    from tests.scenario import Scenario
+
+    with RecordingServer() as hook, smtp_server() as (box, port):
+        hook.on("/hook", Answer(200, {"ok": True}))
+        monkeypatch.setenv("TEST_HOOK_URL", f"{hook.base}/hook?access_token=tok-123")
+        alerts = ('\n[alerts]\nmin_priority = 2\n[[alerts.webhooks]]\nkind = "json"\nurl = "env:TEST_HOOK_URL"\n'
+                  f'[alerts.mail]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
+                  'sender = "recon@example.com"\nto = ["finance@example.com"]\n')
+        s = Scenario(tmp_path, more_channels=alerts)
+        text = (tmp_path / "recon.toml").read_text(encoding="utf-8").replace("formats = []", 'formats = ["xlsx"]')
+        (tmp_path / "recon.toml").write_text(text, encoding="utf-8")
+        s.order("O1", "10.00", trade_no="T-OTHER")
+        s.import_(s.statement([{"txn": "T1", "order": "O1", "amount": "10.00"}]))
+        result = CliRunner().invoke(app, ["--config", str(tmp_path / "recon.toml"), "run", "--date", "2026-11-20",
+                                          "--json"])
+        posts = hook.to("/hook")
+        envelopes = list(box.envelopes)
+    assert result.exit_code == 3, result.output
+    body = json.loads(result.stdout)
+    assert [a["status"] for a in body["alerts"]] == ["sent", "sent"]
+    assert "tok-123" not in result.output
+    assert len(posts) == 1 and posts[0].json()["run_id"] == body["run_id"]
+    assert len(envelopes) == 1 and envelopes[0].rcpt_tos == ["finance@example.com"]
+    assert b".xlsx" in envelopes[0].content

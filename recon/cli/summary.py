@@ -30,3 +30,5 @@ def print_summary(summary: RunSummary, data: ReportData, lang: str) -> None:
               f"{summary.repairs['planned']} auto-repairable)")
     for path in summary.reports:
         out.print(f"report: {path}")
+    for alert in summary.alerts:
+        out.print(f"alert: {alert.target}: {alert.status}" + (f" ({alert.detail})" if not alert.ok else ""))
