@@ -13,6 +13,17 @@ HEADINGS: dict[str, dict[str, str]] = {
         "title": "对账报告", "open_exceptions": "待处理异常", "yes": "是", "no": "否",
         "shop_status": "店铺状态", "shop_channel_txn_id": "店铺记录交易号", "created_at": "下单时间",
         "occurred_at": "渠道时间", "buyer_contact": "买家", "goods_title": "商品",
+        # workbook (reports/xlsx*.py)
+        "zone": "时区", "started_at": "开始时间", "finished_at": "结束时间", "total": "合计",
+        "by_priority": "待处理异常（按优先级）", "by_channel_code": "各渠道差异笔数与金额",
+        "repairs": "补单记录", "repairs_done": "已执行补单", "no_repairs": "本批次无补单记录",
+        "repair_id": "补单编号", "exception_id": "异常编号", "shop": "店铺", "action": "操作",
+        "repair_state": "执行状态", "actor": "执行人", "reason": "原因", "repair_at": "发起时间",
+        "updated_at": "更新时间", "idempotency_key": "幂等键",
+        "trend": "趋势", "trend_title": "最近 {n} 次对账", "exceptions_per_code": "各类异常笔数",
+        "sheet": "工作表", "no_open_exceptions": "没有待处理异常",
+        "continued_on": "已达 Excel 行数上限，续见工作表「{sheet}」",
+        "continued_from": "接工作表「{sheet}」",
     },
     "en": {
         "id": "ID", "code": "Code", "channel": "Channel", "order_no": "Order no", "channel_txn_id": "Channel txn id",
@@ -25,9 +36,21 @@ HEADINGS: dict[str, dict[str, str]] = {
         "yes": "yes", "no": "no",
         "shop_status": "Shop status", "shop_channel_txn_id": "Shop's txn id", "created_at": "Ordered at",
         "occurred_at": "Channel time", "buyer_contact": "Buyer", "goods_title": "Goods",
+        # workbook (reports/xlsx*.py)
+        "zone": "Time zone", "started_at": "Started at", "finished_at": "Finished at", "total": "Total",
+        "by_priority": "Open exceptions by priority", "by_channel_code": "Counts and amounts per channel and code",
+        "repairs": "Repairs", "repairs_done": "Repairs done", "no_repairs": "No repairs in this run",
+        "repair_id": "Repair id", "exception_id": "Exception id", "shop": "Shop", "action": "Action",
+        "repair_state": "State", "actor": "Actor", "reason": "Reason", "repair_at": "Started at",
+        "updated_at": "Updated at", "idempotency_key": "Idempotency key",
+        "trend": "Trend", "trend_title": "Last {n} runs", "exceptions_per_code": "Exceptions per code",
+        "sheet": "Sheet", "no_open_exceptions": "No open exceptions",
+        "continued_on": "Excel row limit reached: continued on sheet '{sheet}'",
+        "continued_from": "Continued from sheet '{sheet}'",
     },
 }
 
 
 def headings(lang: str) -> dict[str, str]:
+    """The headings of ``lang``; anything but "en" gets the default zh-CN."""
     return HEADINGS["en" if lang == "en" else "zh-CN"]

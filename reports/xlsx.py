@@ -1,104 +1,116 @@
-"""The exception workbook finance opens: a summary sheet, then every open exception."""
+"""The exception workbook finance opens every morning and acts on without asking anyone.
+
+Sheets, in order: the summary (run, counts and amounts per channel × code, match rate, open
+exceptions by priority, repairs done); one sheet per difference code with both sides of each open
+exception (split at Excel's row limit into "<name> (2)" …); the repair journal; the trend of the last
+runs with native charts. Streamed (write-only workbook), written atomically.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
+from collections import Counter
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
+import polars as pl
 from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
-from openpyxl.worksheet.worksheet import Worksheet
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from reports.atomic import write_atomically
 from reports.labels import headings
-from reports.model import EXCEPTION_COLUMNS, ReportData
-from reports.safe_cell import clean_text
-from recon.taxonomy import label
+from reports.model import ReportData
+from reports.xlsx_charts import add_trend_sheet
+from reports.xlsx_sheets import Cells, add_exception_sheets, add_repairs_sheet, code_label, code_order, sheet_name
 
-MONEY_FORMAT = '#,##0.00;-#,##0.00'
-TIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
-BOLD = Font(bold=True)
+SUMMARY_WIDTHS = (26, 34, 12, 16, 16, 10)
 
 
 def render(data: ReportData, out_dir: Path, lang: str) -> list[Path]:
     """Write ``recon_<date>_run<id>.xlsx`` atomically; return its path."""
     target = out_dir / f"recon_{data.business_date.isoformat()}_run{data.run_id}.xlsx"
-    return [write_atomically(target, lambda tmp: _build(data, lang).save(tmp))]
+    return [write_atomically(target, lambda tmp: build(data, lang).save(tmp))]
 
 
-def _build(data: ReportData, lang: str) -> Workbook:
-    h = headings(lang)
+def build(data: ReportData, lang: str) -> Workbook:
+    """The whole workbook, not yet saved (its sheets stream when it is)."""
+    cells = Cells(lang="en" if lang == "en" else "zh-CN", zone=ZoneInfo(data.zone), h=headings(lang))
     book = Workbook(write_only=True)
-    summary = book.create_sheet(h["summary"])
-    summary.append([_bold(summary, h["run"]), data.run_id])
-    summary.append([_bold(summary, h["business_date"]), data.business_date.isoformat()])
-    summary.append([_bold(summary, h["channels"]), ", ".join(data.channels)])
-    rate = data.match_rate
-    summary.append([_bold(summary, h["match_rate"]), _percent(summary, rate)])
-    summary.append([])
-    summary.append([_bold(summary, h[k]) for k in ("channel", "code", "count", "amount", "difference")])
-    for row in data.counts:
-        summary.append([_text(summary, row["channel"]), _text(summary, label(row["code"], lang)), row["count"],
-                        _money(summary, row["amount"]), _money(summary, row["difference"])])
-    sheet = book.create_sheet(h["exceptions"])
-    sheet.freeze_panes = "A2"
-    sheet.auto_filter.ref = f"A1:{get_column_letter(len(EXCEPTION_COLUMNS))}{data.exceptions.height + 1}"
-    sheet.append([_bold(sheet, h[c]) for c in EXCEPTION_COLUMNS])
-    zone = ZoneInfo(data.zone)
-    for chunk in data.exceptions.iter_slices(10_000):
-        for exc in chunk.iter_rows(named=True):
-            sheet.append([_cell(sheet, c, exc[c], lang, zone, h) for c in EXCEPTION_COLUMNS])
+    used: set[str] = set()
+    summary = book.create_sheet(sheet_name(cells.h["summary"], used))
+    # the other sheets' names are needed on the summary, which is written first: reserve them now
+    reserved = set(used)
+    names = {code: sheet_name(code_label(code, cells.lang), reserved) for code in code_order(data.exceptions)}
+    _summary(summary, data, cells, names)
+    add_exception_sheets(book, data.exceptions, cells, used)
+    add_repairs_sheet(book, data.repairs, cells, used)
+    add_trend_sheet(book, data, cells, used)
     return book
 
 
-def _cell(sheet: Worksheet, column: str, value: Any, lang: str, zone: ZoneInfo, h: dict[str, str]) -> Any:
-    if value is None:
-        return None
-    if column == "code":
-        return _text(sheet, label(value, lang))
-    if isinstance(value, bool):
-        return h["yes"] if value else h["no"]
-    if isinstance(value, Decimal):
-        return _money(sheet, value)
-    if isinstance(value, datetime):
-        cell = WriteOnlyCell(sheet, value=value.astimezone(zone).replace(tzinfo=None))
-        cell.number_format = TIME_FORMAT
-        return cell
-    if isinstance(value, str):
-        return _text(sheet, value)
-    return value
+def _summary(sheet: WriteOnlyWorksheet, data: ReportData, cells: Cells, sheets: dict[str, str]) -> None:
+    h = cells.h
+    for i, width in enumerate(SUMMARY_WIDTHS, 1):
+        sheet.column_dimensions[get_column_letter(i)].width = width
+    sheet.append([cells.bold(sheet, h["title"])])
+    sheet.append([cells.bold(sheet, h["run"]), data.run_id])
+    sheet.append([cells.bold(sheet, h["business_date"]), cells.day(sheet, data.business_date)])
+    sheet.append([cells.bold(sheet, h["channels"]), cells.text(sheet, ", ".join(data.channels))])
+    sheet.append([cells.bold(sheet, h["started_at"]), cells.time(sheet, data.started_at)])
+    sheet.append([cells.bold(sheet, h["finished_at"]), cells.time(sheet, data.finished_at)])
+    sheet.append([cells.bold(sheet, h["zone"]), cells.text(sheet, data.zone)])
+    sheet.append([cells.bold(sheet, h["match_rate"]), cells.percent(sheet, data.match_rate)])
+    sheet.append([])
+
+    sheet.append([cells.bold(sheet, h["by_channel_code"])])
+    sheet.append([cells.bold(sheet, h[k]) for k in ("channel", "code", "count", "amount", "difference", "currency")])
+    currencies = _currencies(data.results)
+    for row in data.counts:
+        found = currencies.get((row["channel"], row["code"]), [])
+        currency = found[0] if len(found) == 1 else None
+        sheet.append([cells.text(sheet, row["channel"]), cells.text(sheet, code_label(row["code"], cells.lang)),
+                      row["count"], cells.money(sheet, row["amount"], currency),
+                      cells.money(sheet, row["difference"], currency), cells.text(sheet, "/".join(found))])
+    sheet.append([])
+
+    sheet.append([cells.bold(sheet, h["by_priority"])])
+    by_priority = data.open_by_priority
+    if by_priority:
+        sheet.append([cells.bold(sheet, h["priority"]), cells.bold(sheet, h["count"])])
+        for priority, count in by_priority.items():
+            sheet.append([priority, count])
+        sheet.append([cells.bold(sheet, h["total"]), sum(by_priority.values())])
+    else:
+        sheet.append([cells.note(sheet, h["no_open_exceptions"])])
+    sheet.append([])
+
+    if sheets:
+        sheet.append([cells.bold(sheet, h["open_exceptions"])])
+        sheet.append([cells.bold(sheet, h[k]) for k in ("code", "count", "sheet")])
+        per_code = Counter(data.exceptions["code"].to_list())
+        for code, name in sheets.items():
+            sheet.append([cells.text(sheet, code_label(code, cells.lang)), per_code[code], cells.text(sheet, name)])
+        sheet.append([])
+
+    sheet.append([cells.bold(sheet, h["repairs_done"])])
+    if data.repairs.is_empty():
+        sheet.append([cells.note(sheet, h["no_repairs"])])
+        return
+    sheet.append([cells.bold(sheet, h["action"]), cells.bold(sheet, h["repair_state"]), cells.bold(sheet, h["count"])])
+    grouped = data.repairs.group_by(["action", "state"]).len().sort(["action", "state"])
+    for act, state, count in grouped.iter_rows():
+        sheet.append([cells.text(sheet, str(act)), cells.text(sheet, str(state)), count])
 
 
-def _text(sheet: Worksheet, value: str) -> WriteOnlyCell:
-    """Data text is always stored as a string cell: a leading '=' never becomes a formula."""
-    cell = WriteOnlyCell(sheet, value=clean_text(value))
-    cell.data_type = "s"
-    cell.quotePrefix = True
-    return cell
-
-
-def _bold(sheet: Worksheet, value: str) -> WriteOnlyCell:
-    cell = WriteOnlyCell(sheet, value=value)
-    cell.font = BOLD
-    return cell
-
-
-def _money(sheet: Worksheet, value: Decimal | None) -> WriteOnlyCell | None:
-    if value is None:
-        return None
-    cell = WriteOnlyCell(sheet, value=value)
-    cell.number_format = MONEY_FORMAT
-    return cell
-
-
-def _percent(sheet: Worksheet, value: Decimal | None) -> WriteOnlyCell | None:
-    if value is None:
-        return None
-    cell = WriteOnlyCell(sheet, value=value)
-    cell.number_format = "0.00%"
-    return cell
+def _currencies(results: pl.DataFrame) -> dict[tuple[str, str], list[str]]:
+    """(channel, code) → the currencies of its results, so an amount gets the right money format."""
+    if results.is_empty() or "currency" not in results.columns:
+        return {}
+    own = pl.col("currency")
+    if "shop_currency" in results.columns:
+        own = pl.coalesce("currency", "shop_currency")
+    pairs = results.select("channel", "code", own.alias("cur")).drop_nulls().unique()
+    out: dict[tuple[str, str], list[str]] = {}
+    for channel, code, cur in pairs.sort(["channel", "code", "cur"]).iter_rows():
+        out.setdefault((channel, code), []).append(cur)
+    return out

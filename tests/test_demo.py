@@ -22,9 +22,10 @@ def test_demo_shows_every_code_on_at_least_two_channels(tmp_path: Path) -> None:
     assert summary.incomplete_channels == []
     xlsx, html = (Path(p) for p in summary.reports)
     book = load_workbook(xlsx)
-    assert book.sheetnames == ["汇总", "异常明细"]
-    sheet = book["异常明细"]
-    assert sheet.max_row == 1 + summary.exceptions_open
+    assert book.sheetnames[0] == "汇总" and book.sheetnames[-2:] == ["补单记录", "趋势"]
+    code_sheets = book.sheetnames[1:-2]
+    assert len(code_sheets) == len({r["code"] for r in data.counts} - {"matched", "unpaid"})
+    assert sum(book[name].max_row - 1 for name in code_sheets) == summary.exceptions_open
     assert "掉单" in html.read_text(encoding="utf-8")
 
 

@@ -11,6 +11,7 @@ from openpyxl import load_workbook
 from jobs.reconcile import write_reports
 from recon.store import open_store
 from reports import load_report
+from recon.taxonomy import label
 from tests.scenario import DAY, Scenario
 
 HOSTILE = ['=HYPERLINK("http://x","c")', "+1+1", "-2+3", "@SUM(1)", "\t=1", "<script>alert(1)</script>"]
@@ -28,7 +29,7 @@ def test_hostile_order_numbers_are_inert_in_xlsx_and_escaped_in_html(scenario: S
         sheets = [archive.read(n).decode() for n in archive.namelist() if n.startswith("xl/worksheets/")]
     assert not any("<f>" in s for s in sheets)
     book = load_workbook(xlsx)
-    sheet = book["Exceptions"]
+    sheet = book[label("channel_only", "en")]
     header = [c.value for c in sheet[1]]
     order_col = header.index("Order no")
     cells = [row[order_col] for row in sheet.iter_rows(min_row=2)]
