@@ -50,7 +50,7 @@ def run_command(
 def report_command(
     ctx: typer.Context,
     date_: Annotated[str, typer.Option("--date", help="business date of a finished run")],
-    formats: Annotated[str | None, typer.Option("--format", help="comma-separated: xlsx,html")] = None,
+    formats: Annotated[str | None, typer.Option("--format", help="comma-separated: xlsx,html,csv,parquet")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="folder for the reports")] = None,
     lang: Annotated[str | None, typer.Option("--lang", help="zh-CN or en")] = None,
 ) -> None:
