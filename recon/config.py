@@ -58,7 +58,11 @@ class StoreConfig(_Section):
 
 
 class ShopConfig(_Section):
-    kind: Literal["sqlite", "sql"]
+    """``kind``: ``sqlite`` (a SQLite file at ``path``), ``sql`` (any database at ``dsn``: sqlite://,
+    mysql:// or mariadb://, postgresql:// or postgres://, read through ``query`` + ``columns`` or
+    ``schema = "dujiaoka"``), ``dujiaoka`` (dujiaoka's own tables on MySQL/MariaDB at ``dsn``)."""
+
+    kind: Literal["sqlite", "sql", "dujiaoka"]
     path: Path | None = None
     schema_: Literal["dujiaoka"] | None = Field(default=None, alias="schema")
     dsn: Secret | str | None = None
@@ -84,6 +88,12 @@ class ShopConfig(_Section):
     def _needs(self) -> ShopConfig:
         if self.kind == "sqlite" and self.path is None:
             raise ValueError("kind 'sqlite' needs path = the SQLite file of the shop")
+        if self.kind == "dujiaoka":
+            if self.dsn is None:
+                raise ValueError("kind 'dujiaoka' needs dsn, e.g. dsn = \"mysql://root@127.0.0.1:3306/shop\"")
+            if self.query:
+                raise ValueError("kind 'dujiaoka' reads dujiaoka's own tables; for your own query use kind = \"sql\"")
+            return self
         if self.schema_ is None and not self.query:
             raise ValueError("give schema = \"dujiaoka\" or a query with its columns mapping")
         if self.kind == "sql" and self.dsn is None:
@@ -227,8 +237,25 @@ class ChannelConfig(_Section):
         return [str(v) for v in self.shop_pay_ids]
 
 
+class BuyerMailConfig(_Section):
+    """SMTP for mailing goods to buyers after a repair (recon's own: dujiaoka keeps its SMTP in a cache)."""
+
+    host: str
+    port: int = Field(default=465, ge=1, le=65535)
+    security: Literal["ssl", "starttls", "none"] = "ssl"
+    username: str | None = None
+    password: Secret | None = None
+    sender: str
+    to: list[str] = []  # unused for buyer mail: each goes to the order's own address
+    attach: list[Literal["xlsx", "html", "csv", "parquet"]] = []
+    timeout_seconds: float = Field(default=30, gt=0, le=300)
+
+
 class RepairConfig(_Section):
-    auto_repair: bool = False
+    auto_repair: bool = False  # scheduled jobs apply safe repairs; commands still need --apply
+    shop_name: str = "独角数卡"  # {webname} in the buyer mail
+    shop_url: str = ""  # {weburl}
+    mail: BuyerMailConfig | None = None
 
 
 class ReportsConfig(_Section):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from recon.config import Config
 from recon.errors import ConfigError
 from recon.secrets import Secret
 from recon.shops import dujiaoka
 from recon.shops.base import MONEY_IN, SHOP_SCHEMA, ShopAdapter
+from recon.shops.connect import Connector, connector
 from recon.shops.sql import SqlShop, sqlite_connector
 
 
@@ -22,30 +22,40 @@ def _sqlite(config: Config) -> ShopAdapter:
     return _sql_shop(config, sqlite_connector(str(path)))
 
 
-def _sql(config: Config) -> ShopAdapter:
+def _connector(config: Config) -> Connector:
     shop = config.shop
     dsn = shop.dsn.reveal("shop.dsn") if isinstance(shop.dsn, Secret) else str(shop.dsn)
-    scheme, _, rest = dsn.partition("://")
-    if scheme == "sqlite":
-        # sqlite:///relative.db and sqlite:////absolute/path.db, as SQLAlchemy writes them
-        return _sql_shop(config, sqlite_connector(str(config.resolve(Path(rest[1:])))))
-    raise ConfigError("shop.dsn", f"scheme {scheme!r} is not supported by this version (supported: sqlite)")
+    return connector(dsn, shop.zone, base=config.resolve)
 
 
-def _sql_shop(config: Config, connect: Callable[[], object]) -> ShopAdapter:
+def _sql(config: Config) -> ShopAdapter:
+    """Any shop database reachable by ``shop.dsn``: a configured query, or dujiaoka's tables (schema)."""
+    return _sql_shop(config, _connector(config))
+
+
+def _dujiaoka(config: Config) -> ShopAdapter:
+    """dujiaoka's own tables on MySQL/MariaDB (or wherever ``shop.dsn`` points)."""
+    return _sql_shop(config, _connector(config), dujiaoka_schema=True)
+
+
+def _sql_shop(config: Config, connect: Connector, dujiaoka_schema: bool = False) -> ShopAdapter:
     shop = config.shop
-    if shop.schema_ == "dujiaoka":
-        return SqlShop("dujiaoka", connect, dujiaoka.QUERY, dujiaoka.COLUMNS, dujiaoka.STATUS_MAP, shop.zone,
-                       shop.currency, dujiaoka.GOODS_KIND_MAP, case_insensitive=True, repairable=dujiaoka.REPAIRABLE)
+    dialect = connect.dialect
+    if dujiaoka_schema or shop.schema_ == "dujiaoka":
+        # order_sn is utf8_unicode_ci in dujiaoka's MySQL DDL: MySQL itself matches 'abc' to 'ABC'.
+        return SqlShop("dujiaoka", connect, dujiaoka.query(dialect.name), dujiaoka.COLUMNS, dujiaoka.STATUS_MAP,
+                       shop.zone, shop.currency, dujiaoka.GOODS_KIND_MAP, case_insensitive=True,
+                       repairable=dujiaoka.REPAIRABLE, dialect=dialect, collation_folds_case=dialect.name == "mysql")
     assert shop.query is not None
     return SqlShop("sql", connect, shop.query, shop.columns, shop.status_map, shop.zone, shop.currency,
-                   shop.goods_kind_map, case_insensitive=shop.order_no_case_insensitive)
+                   shop.goods_kind_map, case_insensitive=shop.order_no_case_insensitive, dialect=dialect)
 
 
 # shop kind → adapter factory
 SHOPS: dict[str, Callable[[Config], ShopAdapter]] = {
     "sqlite": _sqlite,
     "sql": _sql,
+    "dujiaoka": _dujiaoka,
 }
 
 

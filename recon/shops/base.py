@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Protocol
 
 import polars as pl
@@ -45,4 +47,43 @@ class ShopAdapter(Protocol):
 
     def orders_by_no(self, order_nos: Sequence[str]) -> pl.DataFrame:
         """The named orders that exist, as SHOP_SCHEMA rows."""
+        ...
+
+
+@dataclass(frozen=True)
+class ShopOrderState:
+    """An order as the shop holds it right now, read for a repair decision or its verification."""
+
+    order_no: str
+    shop_status: str
+    delivered: bool  # the shop shows it completed with its goods (dujiaoka: 4 with cards, or 2 for manual goods)
+    amount: Decimal
+    channel_txn_id: str | None
+    buyer_contact: str | None
+    goods: str | None
+    cards: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ActResult:
+    done: bool
+    detail: str
+    cards: list[str] = field(default_factory=list)
+
+
+class ShopRepairer(Protocol):
+    """Changes the shop the safest way it offers (DESIGN §6.4); every call is one atomic act."""
+
+    name: str
+
+    def read(self, order_no: str) -> ShopOrderState | None:
+        """The order now, or None when the shop has no such (live) order."""
+        ...
+
+    def complete(self, order_no: str, amount: Decimal, channel_txn_id: str) -> ActResult:
+        """Mark a paid order completed and deliver its goods, as the shop's own completion would."""
+        ...
+
+    def deliver_after_restock(self, order_no: str) -> ActResult:
+        """Deliver the goods of a paid order that was out of stock (dujiaoka status 6)."""
         ...

@@ -1,4 +1,4 @@
-"""dujiaoka (独角数卡) orders, read from its own tables. Schema: reference/dujiaoka_core_tables.sql."""
+"""dujiaoka (独角数卡) orders, read from its own tables. Schema: samples/dujiaoka_mysql.sql (the real DDL)."""
 
 from __future__ import annotations
 
@@ -21,14 +21,28 @@ REPAIRABLE = {"missing_callback": ("1", "-1"), "paid_not_delivered": ("6",)}
 # Soft-deleted orders do not exist for dujiaoka (every Eloquent query adds deleted_at IS NULL).
 # paid_at: dujiaoka records no payment time; updated_at is set by completedOrder, so it stands in
 # for orders that left status 1.
-QUERY = """
-SELECT o.order_sn, CAST(o.actual_price AS TEXT) AS actual_price, CAST(o.status AS TEXT) AS status,
-       CAST(o.pay_id AS TEXT) AS pay_id, o.trade_no, o.created_at,
+# On MySQL/MariaDB and PostgreSQL the values keep their types (DECIMAL → Decimal, TIMESTAMP → datetime;
+# SqlShop reads both exactly); SQLite's dynamic typing is pinned to text with CAST.
+_QUERY = """
+SELECT o.order_sn, {actual_price} AS actual_price, {status} AS status,
+       {pay_id} AS pay_id, o.trade_no, o.created_at,
        CASE WHEN o.status IN (2, 3, 4, 5, 6) THEN o.updated_at END AS paid_at,
-       o.email, CAST(o.type AS TEXT) AS type, o.buy_amount, o.title
+       o.email, {type} AS type, o.buy_amount, o.title
 FROM orders o
 WHERE o.deleted_at IS NULL
 """
+
+
+def query(dialect: str) -> str:
+    """dujiaoka's orders as one SELECT in the given SQL dialect (sqlite, mysql or postgresql)."""
+    def text(column: str) -> str:
+        return f"CAST(o.{column} AS TEXT)" if dialect == "sqlite" else f"o.{column}"
+
+    return _QUERY.format(actual_price=text("actual_price"), status=text("status"), pay_id=text("pay_id"),
+                         type=text("type"))
+
+
+QUERY = query("sqlite")
 COLUMNS = {
     "order_no": "order_sn",
     "amount": "actual_price",

@@ -1,12 +1,12 @@
-"""A shop read through a configured SELECT and a column mapping (the ``sql`` and ``sqlite`` kinds).
+"""A shop read through a configured SELECT and a column mapping (the ``sql``, ``sqlite`` and ``dujiaoka`` kinds).
 
 The configured query is wrapped, never edited: recon adds its own ``WHERE`` around it with bound
-parameters, so order numbers and dates never become SQL text.
+parameters, so order numbers and dates never become SQL text. (For MySQL and PostgreSQL, whose drivers
+use ``%s`` placeholders, a literal ``%`` in the query is doubled so it reaches the server unchanged.)
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -15,20 +15,26 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from recon.errors import ShopError
+from recon.secrets import redact
 from recon.shops.base import SHOP_SCHEMA, SHOP_STATUSES
+from recon.shops.connect import (DB_ERRORS, SQLITE, STREAM_BATCH, Connector, Dialect, abandon, connector,
+                                stream_cursor)
 
-# SQLite caps bound parameters per statement (32766 since 3.32; 999 before).
-IN_CHUNK = 900
 WALL_CLOCK = "%Y-%m-%d %H:%M:%S"
 SHOP_COLUMNS = tuple(SHOP_SCHEMA)
+# Read as instants: typed (datetime from MySQL/PostgreSQL) or wall-clock text (SQLite).
+TIME_COLUMNS = ("created_at", "paid_at")
+# An amount as text: digits, at most 6 significant decimals (MONEY's scale), trailing zeros allowed.
+AMOUNT_TEXT = r"^-?\d+(\.\d{0,6}0*)?$"
 
 
 class SqlShop:
-    """Orders from any DB-API connection, mapped by column name."""
+    """Orders from any DB-API connection, mapped by column name, read in batches of STREAM_BATCH rows."""
 
     def __init__(self, name: str, connect: Callable[[], Any], query: str, columns: Mapping[str, str],
                  status_map: Mapping[str, str], zone: str, currency: str, goods_kind_map: Mapping[str, str] | None = None,
-                 case_insensitive: bool = False, repairable: dict[str, tuple[str, ...]] | None = None) -> None:
+                 case_insensitive: bool = False, repairable: dict[str, tuple[str, ...]] | None = None,
+                 dialect: Dialect = SQLITE, collation_folds_case: bool = False) -> None:
         for needed in ("order_no", "amount", "status", "created_at"):
             if needed not in columns:
                 raise ShopError(f"shop.columns must map {needed!r} to a column of the query")
@@ -40,6 +46,7 @@ class SqlShop:
             raise ShopError(f"shop.status_map: {bad} not among {', '.join(SHOP_STATUSES)}")
         self.name = name
         self._connect = connect
+        self._dialect = dialect
         self._query = query.strip().rstrip(";")
         self._columns = dict(columns)
         self._status_map = {str(k): v for k, v in status_map.items()}
@@ -47,55 +54,77 @@ class SqlShop:
         self._zone = zone
         self._currency = currency
         self.case_insensitive = case_insensitive
+        # True when the database compares order numbers case-insensitively itself (dujiaoka's
+        # utf8_unicode_ci order_sn on MySQL): no upper() then, so the unique index is used.
+        self._collation_folds_case = collation_folds_case
         self.repairable = repairable or {}
 
+    def _col(self, canonical: str) -> str:
+        return f"q.{self._dialect.quote(self._columns[canonical])}"
+
     def _select(self) -> str:
-        cols = ", ".join(f'q."{src}" AS "{dst}"' for dst, src in self._columns.items())
-        return f"SELECT {cols} FROM ({self._query}) q"
+        quote = self._dialect.quote
+        cols = ", ".join(f"q.{quote(src)} AS {quote(dst)}" for dst, src in self._columns.items())
+        return f"SELECT {cols} FROM ({self._dialect.embed(self._query)}) q"
 
     def _wall(self, moment: datetime) -> str:
         return moment.astimezone(ZoneInfo(self._zone)).strftime(WALL_CLOCK)
 
     def orders_created_between(self, start: datetime, end: datetime) -> pl.DataFrame:
-        created = self._columns["created_at"]
-        sql = f'{self._select()} WHERE q."{created}" >= ? AND q."{created}" < ?'
+        created, mark = self._col("created_at"), self._dialect.placeholder
+        sql = f"{self._select()} WHERE {created} >= {mark} AND {created} < {mark}"
         return self._fetch(sql, [self._wall(start), self._wall(end)])
 
     def orders_by_no(self, order_nos: Sequence[str]) -> pl.DataFrame:
         wanted = sorted(set(order_nos))
-        col = self._columns["order_no"]
+        col = self._col("order_no")
+        fold = self.case_insensitive and not self._collation_folds_case
+        target = f"upper({col})" if fold else col
+        step = self._dialect.max_params
         frames = []
-        for i in range(0, len(wanted), IN_CHUNK):
-            chunk = wanted[i:i + IN_CHUNK]
-            marks = ", ".join("?" for _ in chunk)
-            target = f'upper(q."{col}")' if self.case_insensitive else f'q."{col}"'
-            values = [v.upper() for v in chunk] if self.case_insensitive else chunk
-            frames.append(self._fetch(f"{self._select()} WHERE {target} IN ({marks})", values))
+        for i in range(0, len(wanted), step):
+            chunk = wanted[i:i + step]
+            values = [v.upper() for v in chunk] if fold else chunk
+            frames.append(self._fetch(f"{self._select()} WHERE {target} IN ({self._dialect.marks(len(chunk))})", values))
         return pl.concat(frames) if frames else self._fetch(f"{self._select()} WHERE 1 = 0", [])
 
     def _fetch(self, sql: str, params: list[Any]) -> pl.DataFrame:
+        """Run one statement through a streaming cursor; each fetched batch becomes one polars frame."""
+        frames: list[pl.DataFrame] = []
         try:
             con = self._connect()
+            cur = None
             try:
-                cur = con.cursor()
+                cur = stream_cursor(self._dialect, con)
                 cur.execute(sql, params)
                 names = [d[0] for d in cur.description]
-                raw = pl.DataFrame(cur.fetchall(), schema=names, orient="row", infer_schema_length=None)
+                while rows := cur.fetchmany(STREAM_BATCH):
+                    frames.append(self._normalise(_frame(rows, names)))
+                if not frames:
+                    frames.append(self._normalise(_frame([], names)))
+                cur.close()
+                cur = None
             finally:
-                con.close()
-        except (sqlite3.Error, OSError) as exc:
-            raise ShopError(f"shop {self.name!r}: query failed: {exc}") from None
-        return self._normalise(raw)
+                abandon(self._dialect, con, cur)
+        except DB_ERRORS as exc:
+            text = getattr(self._connect, "redact", lambda t: redact(t, []))(" ".join(str(exc).split()))
+            raise ShopError(f"shop {self.name!r}: query failed: {text}") from None
+        return pl.concat(frames)
 
     def _normalise(self, raw: pl.DataFrame) -> pl.DataFrame:
-        """Cast the shop's values to canonical ones; an unmapped status is an error, not a guess."""
-        as_text = {c: pl.col(c).cast(pl.String).str.strip_chars() for c in raw.columns}
+        """Cast the shop's values to canonical ones; an unmapped status is an error, not a guess.
+
+        Amounts are read as text (DECIMAL values through their exact string form, never float) and
+        cast to MONEY. Times are instants from the shop's wall clock (see ``_instant``).
+        """
+        as_text = {c: pl.col(c).cast(pl.String).str.strip_chars() for c in raw.columns
+                   if not (c in TIME_COLUMNS and raw.schema[c].is_temporal())}
         frame = raw.with_columns(**as_text)
         unknown = frame.filter(~pl.col("status").is_in(list(self._status_map)))
         if unknown.height:
             raise ShopError(f"shop {self.name!r}: order {unknown['order_no'][0]} has status "
                             f"{unknown['status'][0]!r}, which shop.status_map does not map")
-        bad_amount = frame.filter(~pl.col("amount").str.contains(r"^-?\d+(\.\d+)?$"))
+        bad_amount = frame.filter(~pl.col("amount").str.contains(AMOUNT_TEXT))
         if bad_amount.height:
             raise ShopError(f"shop {self.name!r}: order {bad_amount['order_no'][0]} has amount "
                             f"{bad_amount['amount'][0]!r}")
@@ -103,8 +132,8 @@ class SqlShop:
             shop_status=pl.col("status"),
             status=pl.col("status").replace_strict(self._status_map, return_dtype=pl.String),
             amount=pl.col("amount").cast(SHOP_SCHEMA["amount"]),
-            created_at=self._instant("created_at"),
-            paid_at=self._instant("paid_at") if "paid_at" in frame.columns else pl.lit(None),
+            created_at=self._instant("created_at", frame.schema["created_at"]),
+            paid_at=self._instant("paid_at", frame.schema["paid_at"]) if "paid_at" in frame.columns else pl.lit(None),
             channel_txn_id=pl.col("channel_txn_id").replace("", None) if "channel_txn_id" in frame.columns
             else pl.lit(None),
             goods_kind=pl.col("goods_kind").replace(self._goods_kind_map) if "goods_kind" in frame.columns
@@ -115,17 +144,37 @@ class SqlShop:
             (pl.col(c) if c in out.columns else pl.lit(None)).cast(t).alias(c) for c, t in SHOP_SCHEMA.items()
         ])
 
-    def _instant(self, col: str) -> pl.Expr:
-        """Shop wall-clock text, read in the shop's zone (dujiaoka stores PRC wall-clock strings) → UTC."""
-        value = pl.col(col).str.replace(r"T", " ").str.slice(0, 19)
-        local = value.str.strptime(pl.Datetime("us"), WALL_CLOCK, strict=False)
+    def _instant(self, col: str, dtype: pl.DataType) -> pl.Expr:
+        """A shop time → UTC. Naive values (MySQL DATETIME/TIMESTAMP read in the session zone, PostgreSQL
+        ``timestamp``, SQLite text) are the shop's wall clock (dujiaoka stores PRC wall-clock strings);
+        aware values (PostgreSQL ``timestamptz``) are already instants."""
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+            return pl.col(col).dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+        if dtype.is_temporal():
+            local = pl.col(col).cast(pl.Datetime("us"))
+        else:
+            value = pl.col(col).cast(pl.String).str.replace(r"T", " ").str.slice(0, 19)
+            local = value.str.strptime(pl.Datetime("us"), WALL_CLOCK, strict=False)
         return local.dt.replace_time_zone(self._zone, ambiguous="earliest", non_existent="null").dt.convert_time_zone(
             "UTC")
 
 
-def sqlite_connector(path: str) -> Callable[[], sqlite3.Connection]:
-    """Open the shop's SQLite file read-only, so recon never writes to it by accident."""
-    def connect() -> sqlite3.Connection:
-        return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+def _frame(rows: Sequence[Sequence[Any]], names: list[str]) -> pl.DataFrame:
+    """One fetched batch as a frame; a column of mixed Python types (MySQL returns an invalid date such as
+    '0000-00-00 00:00:00' as text among datetimes) falls back to text for that column only."""
+    try:
+        return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+    except (pl.exceptions.PolarsError, TypeError, ValueError):
+        pass
+    columns: dict[str, pl.Series] = {}
+    for name, values in zip(names, zip(*rows, strict=True), strict=True):
+        try:
+            columns[name] = pl.Series(name, values)
+        except (pl.exceptions.PolarsError, TypeError, ValueError):
+            columns[name] = pl.Series(name, [None if v is None else str(v) for v in values], dtype=pl.String)
+    return pl.DataFrame(columns)
 
-    return connect
+
+def sqlite_connector(path: str) -> Connector:
+    """Open the shop's SQLite file read-only, so recon never writes to it by accident."""
+    return connector(f"sqlite:///{path}", "UTC")
