@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from recon.cli import demo, exceptions, fetch, imports, init, run
+from recon.cli import demo, exceptions, fetch, imports, init, repair, run
 
 app = typer.Typer(
     name="recon",
@@ -34,6 +34,8 @@ app.command("fetch")(fetch.fetch_command)
 app.command("query")(fetch.query_command)
 app.command("run")(run.run_command)
 app.command("report")(run.report_command)
+app.command("repair")(repair.repair_command)
+app.command("redeliver")(repair.redeliver_command)
 app.add_typer(exceptions.app, name="exceptions")
 
 

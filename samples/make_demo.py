@@ -85,7 +85,8 @@ def shop_sql() -> str:
     for gid, name, kind in GOODS:
         out.append(f"INSERT INTO goods (id, group_id, gd_name, actual_price, type, in_stock) VALUES "
                    f"({gid}, 1, '{name}', '0.00', {kind}, 10);")
-    out.append("INSERT INTO carmis (goods_id, status, carmi) VALUES (1, 1, 'CARD-0001-AAAA'), (1, 1, 'CARD-0002-BBBB');")
+    cards = ", ".join(f"(1, 1, 'CARD-{i:04d}-{chr(64 + i) * 4}')" for i in range(1, 9))
+    out.append(f"INSERT INTO carmis (goods_id, status, carmi) VALUES {cards};")
     for sn, pay, price, status, trade_no, created, kind in ORDERS:
         goods = 2 if kind == 2 else 1
         out.append(

@@ -29,7 +29,8 @@ EXIT_USAGE = 2
 EXIT_NEEDS_PERSON = 3
 EXIT_LOCKED = 75
 
-out = Console(highlight=False, soft_wrap=True)
+# markup off: order numbers, product names and config keys contain brackets that must print as they are
+out = Console(highlight=False, soft_wrap=True, markup=False)
 
 
 def config_path(ctx: typer.Context) -> Path:

@@ -102,7 +102,7 @@ def show_exception(
     if json_out:
         print_json({**exc, "channel_rows": rows, "shop_order": shop[0] if shop else None, "events": events})
         return
-    out.print(f"[bold]#{exc['id']} {exc['code']}[/] ({exc['status']}, priority {exc['priority']}) "
+    out.print(f"#{exc['id']} {exc['code']} ({exc['status']}, priority {exc['priority']}) "
               f"channel {exc['channel']} · key {exc['key']}")
     out.print(f"  {exc['detail']}")
     out.print(f"  suggested: {exc['suggested_action']}")

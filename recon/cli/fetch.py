@@ -24,7 +24,7 @@ def print_fetch(outcomes: list[FetchOutcome]) -> None:
         line = f"{f.channel}: {f.mode}: {len(f.imports)} statement(s), {new} new rows"
         out.print(line + (f", {again} already held" if again else ""))
         if f.error is not None:
-            out.print(f"{f.channel}: [red]failed[/]: {f.error}" + (" (retry later)" if f.error.retryable else ""))
+            out.print(f"{f.channel}: failed: {f.error}" + (" (retry later)" if f.error.retryable else ""))
 
 
 @handled
