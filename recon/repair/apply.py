@@ -123,6 +123,11 @@ def _apply_one(con: duckdb.DuckDBPyConnection, item: PlannedRepair, repairer: Sh
     if result.done and state is not None and _shows_done(state, item.channel_txn_id, item.action):
         _finish(con, item.key, item.exception_id, "applied", result.detail, actor, state.cards)
         return RepairOutcome(item.key, item.order_no, item.action, "applied", result.detail, state.cards)
+    if state is not None and _shows_done(state, item.channel_txn_id, item.action):
+        # The shop's own (late) completion won the race: delivered, by the shop, with its own mail.
+        detail = f"the shop completed it itself ({result.detail})"
+        _finish(con, item.key, item.exception_id, "applied", detail, actor, [])
+        return RepairOutcome(item.key, item.order_no, item.action, "applied", detail, [])
     detail = result.detail if not result.done else "the shop does not show the order delivered after the act"
     _finish(con, item.key, item.exception_id, "failed", detail, actor, [])
     return RepairOutcome(item.key, item.order_no, item.action, "failed", detail, [])

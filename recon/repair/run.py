@@ -29,7 +29,8 @@ class RepairReport:
 
     def counts(self) -> dict[str, int]:
         done = [o.state for o in self.outcomes]
-        return {"planned": len(self.planned), "applied": done.count("applied"),
+        settled = [o.state for o in self.settled]
+        return {"planned": len(self.planned), "applied": done.count("applied") + settled.count("applied"),
                 "skipped": len(self.skipped) + done.count("skipped"),
                 "failed": done.count("failed") + done.count("unknown")}
 
@@ -65,16 +66,17 @@ def repair(con: duckdb.DuckDBPyConnection, config: Config, repairer: ShopRepaire
            apply: bool, actor: str) -> RepairReport:
     """Plan (and with ``apply``, act on) the safe repairs of open exceptions."""
     channels = [c.id for c in config.channels]
+    # Settle first: an order a crash left half-recorded is then repaired (not planned again).
+    settled = settle_unfinished(con, repairer, actor) if apply else []
     planned, skipped = plan(con, repairer.name, day, channels)
-    report = RepairReport(planned, skipped, applied_run=apply)
+    report = RepairReport(planned, skipped, settled=settled, applied_run=apply)
     if not apply:
         return report
-    report.settled = settle_unfinished(con, repairer, actor)
     capped = [p for p in planned if _within_cap(config, p)]
     report.skipped += [Skipped(p.exception_id, p.channel, p.code, p.order_no, "above the channel's auto_repair_max")
                        for p in planned if p not in capped]
     report.outcomes = apply_plan(con, capped, repairer, channel_query(config), actor)
-    mail_buyers(repairer, report.outcomes)
+    mail_buyers(repairer, report.settled + report.outcomes)
     return report
 
 
