@@ -251,8 +251,22 @@ class BuyerMailConfig(_Section):
     timeout_seconds: float = Field(default=30, gt=0, le=300)
 
 
+class HookConfig(_Section):
+    """A shop endpoint that completes a paid order when recon POSTs it (DESIGN §6.4 (c))."""
+
+    url: Secret  # may carry a token
+    token: Secret | None = None  # sent as "Authorization: Bearer …"
+    success_status: list[int] = [200]
+    timeout_seconds: float = Field(default=15, gt=0, le=120)
+
+
 class RepairConfig(_Section):
     auto_repair: bool = False  # scheduled jobs apply safe repairs; commands still need --apply
+    # How an order is completed: "notify" replays a correctly signed payment notify to the shop's own
+    # notify URL where the channel uses a shared secret (Epay MD5, epusdt), else the locked DB
+    # transaction; "db" always the DB transaction; "hook" POSTs the configured HTTP hook.
+    method: Literal["notify", "db", "hook"] = "db"
+    hook: HookConfig | None = None
     shop_name: str = "独角数卡"  # {webname} in the buyer mail
     shop_url: str = ""  # {weburl}
     mail: BuyerMailConfig | None = None
