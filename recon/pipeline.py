@@ -40,6 +40,7 @@ class RunSummary:
     reports: list[str] = field(default_factory=list)
     fetch: list[FetchOutcome] = field(default_factory=list)
     alerts: list[Any] = field(default_factory=list)  # reports.alerts.AlertOutcome, one per webhook / mail
+    repair_report: Any = None  # recon.repair.run.RepairReport when the run applied repairs
 
     @property
     def fetch_failed(self) -> list[FetchOutcome]:
@@ -184,3 +185,13 @@ def summarise(con: duckdb.DuckDBPyConnection, run_id: int, day: date, channels: 
     )
     summary.repairs["planned"] = int(open_rows[2])
     return summary
+
+
+def count_needing_person(con: duckdb.DuckDBPyConnection, channels: list[str]) -> int:
+    """Open exceptions of the channels that wait for a person (not for evidence)."""
+    row = con.execute(
+        "SELECT count(*) FROM exceptions WHERE status = 'open' AND NOT list_contains($waiting, code) "
+        "AND list_contains($channels, channel)",
+        {"channels": channels, "waiting": list(WAITING_CODES)},
+    ).fetchone()
+    return int(row[0]) if row else 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -13,11 +12,7 @@ from recon.cli.common import EXIT_FAILED, EXIT_NEEDS_PERSON, actor, handled, loa
 from recon.cli.fetch import print_fetch
 from recon.cli.summary import print_summary
 from recon.cli.repair import print_report
-from recon.config import Config
 from recon.errors import UsageError
-from recon.lock import store_lock
-from recon.repair.run import RepairReport, repair
-from recon.repair.shop import open_repairer
 from recon.store import open_store
 from reports import RENDERERS, load_report
 
@@ -41,11 +36,9 @@ def run_command(
     assert day is not None
     for ch in channel or []:
         config.channel(ch)
-    summary, data = reconcile(config, day, channel or None, f"recon run --date {day}", fetch=not no_fetch)
-    repaired = _repair_after_run(config, day, apply or config.repair.auto_repair)
-    if repaired is not None:
-        summary.repairs = repaired.counts()
-        summary.needs_person = _open_needing_person(config, summary.channels)
+    summary, data = reconcile(config, day, channel or None, f"recon run --date {day}", fetch=not no_fetch,
+                              apply=apply or config.repair.auto_repair, actor=actor())
+    repaired = summary.repair_report
     if json_out:
         print_json(summary.to_json())
     else:
@@ -81,19 +74,3 @@ def report_command(
     for path in write_reports(config, data, chosen, out_dir, lang):
         out.print(f"report: {path}")
 
-
-def _repair_after_run(config: Config, day: date, apply: bool) -> RepairReport | None:
-    """With --apply (or repair.auto_repair), act on the run's safe repairs under the store lock."""
-    if not apply:
-        return None
-    repairer = open_repairer(config)
-    with store_lock(config.store_path, f"recon run --apply --date {day}"), open_store(config, write=True) as con:
-        report = repair(con, config, repairer, None, True, actor())
-    return report
-
-
-def _open_needing_person(config: Config, channels: list[str]) -> int:
-    with open_store(config, write=False) as con:
-        row = con.execute("SELECT count(*) FROM exceptions WHERE status = 'open' AND code <> 'pending' "
-                          "AND list_contains(?, channel)", [channels]).fetchone()
-    return int(row[0]) if row else 0
