@@ -22,7 +22,6 @@ from tests.parser_helpers import (
     ALIPAY_SUMMARY,
     ALIPAY_ZIP,
     CHANNELS,
-    WECHAT_ALL,
     WECHAT_FUNDFLOW,
     WECHAT_FUNDFLOW_SDK,
     alipay_bytes,
