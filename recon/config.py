@@ -62,7 +62,7 @@ class ShopConfig(_Section):
     mysql:// or mariadb://, postgresql:// or postgres://, read through ``query`` + ``columns`` or
     ``schema = "dujiaoka"``), ``dujiaoka`` (dujiaoka's own tables on MySQL/MariaDB at ``dsn``)."""
 
-    kind: Literal["sqlite", "sql", "dujiaoka"]
+    kind: Literal["sqlite", "sql", "dujiaoka", "http"]
     path: Path | None = None
     schema_: Literal["dujiaoka"] | None = Field(default=None, alias="schema")
     dsn: Secret | str | None = None
@@ -74,6 +74,15 @@ class ShopConfig(_Section):
     goods_kind_map: dict[str, str] = {}
     order_no_case_insensitive: bool = False
     notify_base_url: str | None = None
+    # kind "sql": statements run in one transaction to complete a paid order, each with bound
+    # :order_no, :amount, :channel_txn_id, :now and required to touch exactly one row.
+    completion: list[str] = []
+    # kind "http": the shop's admin API.
+    base_url: str | None = Field(default=None, pattern=r"^https?://")
+    token: Secret | None = None  # sent as "Authorization: Bearer …"
+    orders_path: str = "/orders"  # GET ?created_from=&created_to= (ISO 8601) → {"orders": [...]}
+    order_path: str = "/orders/{order_no}"  # GET → one order object, 404 when absent
+    complete_path: str = "/orders/{order_no}/complete"  # POST {amount, channel_txn_id} → 200
 
     _zone = field_validator("zone")(_check_zone)
 
@@ -86,6 +95,12 @@ class ShopConfig(_Section):
 
     @model_validator(mode="after")
     def _needs(self) -> ShopConfig:
+        if self.kind == "http":
+            if self.base_url is None:
+                raise ValueError("kind 'http' needs base_url = the shop's admin API")
+            if not self.columns or not self.status_map:
+                raise ValueError("kind 'http' needs columns (canonical → JSON field) and status_map")
+            return self
         if self.kind == "sqlite" and self.path is None:
             raise ValueError("kind 'sqlite' needs path = the SQLite file of the shop")
         if self.kind == "dujiaoka":

@@ -37,6 +37,14 @@ def open_repairer(config: Config) -> ShopRepairer:
     if method == "hook" and hook is None:
         raise ConfigError("repair.hook", "repair.method = \"hook\" needs a [repair.hook] table with url "
                                          "(env: or file:) and optionally token, success_status, timeout_seconds")
+    if config.shop.kind == "http":
+        from recon.repair.http_shop import open_http_repairer
+
+        return open_http_repairer(config)
+    if config.shop.completion:
+        from recon.repair.sql_completion import open_sql_repairer
+
+        return open_sql_repairer(config)
     db, connect, dialect = _dujiaoka(config)
     if method == "notify":
         assert config.shop.notify_base_url is not None
