@@ -48,7 +48,23 @@ def _sql_shop(config: Config, connect: Connector, dujiaoka_schema: bool = False)
                        repairable=dujiaoka.REPAIRABLE, dialect=dialect, collation_folds_case=dialect.name == "mysql")
     assert shop.query is not None
     return SqlShop("sql", connect, shop.query, shop.columns, shop.status_map, shop.zone, shop.currency,
-                   shop.goods_kind_map, case_insensitive=shop.order_no_case_insensitive, dialect=dialect)
+                   shop.goods_kind_map, case_insensitive=shop.order_no_case_insensitive, dialect=dialect,
+                   repairable=_completion_repairable(config))
+
+
+def _completion_repairable(config: Config) -> dict[str, tuple[str, ...]] | None:
+    """With ``shop.completion``, an order still pending or expired may be completed (DESIGN §6.1)."""
+    shop = config.shop
+    if not shop.completion:
+        return None
+    return {"missing_callback": tuple(k for k, v in shop.status_map.items() if v in ("pending", "expired"))}
+
+
+def _http(config: Config) -> ShopAdapter:
+    """A shop's admin API at ``shop.base_url`` (JSON orders mapped by ``columns``)."""
+    from recon.shops.http import http_shop
+
+    return http_shop(config)
 
 
 # shop kind → adapter factory
@@ -56,6 +72,7 @@ SHOPS: dict[str, Callable[[Config], ShopAdapter]] = {
     "sqlite": _sqlite,
     "sql": _sql,
     "dujiaoka": _dujiaoka,
+    "http": _http,
 }
 
 
