@@ -27,7 +27,16 @@ from recon.shops.dujiaoka_repairer import DujiaokaRepairer
 
 
 def open_repairer(config: Config) -> ShopRepairer:
-    """A repairer for a shop with dujiaoka's tables; other shops have no repair path in this version."""
+    """The shop's repair path: its admin API (kind http), its configured completion statements (sql), or
+    dujiaoka's tables through ``repair.method`` (notify replay, HTTP hook or the locked transaction)."""
+    if config.shop.kind == "http":
+        from recon.repair.http_shop import open_http_repairer
+
+        return open_http_repairer(config)
+    if config.shop.completion:
+        from recon.repair.sql_completion import open_sql_repairer
+
+        return open_sql_repairer(config)
     method = config.repair.method
     if method == "notify" and not config.shop.notify_base_url:
         raise ConfigError("shop.notify_base_url", "repair.method = \"notify\" needs the shop's base URL (its "
@@ -37,14 +46,6 @@ def open_repairer(config: Config) -> ShopRepairer:
     if method == "hook" and hook is None:
         raise ConfigError("repair.hook", "repair.method = \"hook\" needs a [repair.hook] table with url "
                                          "(env: or file:) and optionally token, success_status, timeout_seconds")
-    if config.shop.kind == "http":
-        from recon.repair.http_shop import open_http_repairer
-
-        return open_http_repairer(config)
-    if config.shop.completion:
-        from recon.repair.sql_completion import open_sql_repairer
-
-        return open_sql_repairer(config)
     db, connect, dialect = _dujiaoka(config)
     if method == "notify":
         assert config.shop.notify_base_url is not None
