@@ -252,8 +252,8 @@ class ChannelConfig(_Section):
         return [str(v) for v in self.shop_pay_ids]
 
 
-class BuyerMailConfig(_Section):
-    """SMTP for mailing goods to buyers after a repair (recon's own: dujiaoka keeps its SMTP in a cache)."""
+class MailConfig(_Section):
+    """SMTP delivery of the workbook to finance (recon's own settings: dujiaoka keeps its SMTP in a cache)."""
 
     host: str
     port: int = Field(default=465, ge=1, le=65535)
@@ -261,9 +261,19 @@ class BuyerMailConfig(_Section):
     username: str | None = None
     password: Secret | None = None
     sender: str
-    to: list[str] = []  # unused for buyer mail: each goes to the order's own address
-    attach: list[Literal["xlsx", "html", "csv", "parquet"]] = []
+    to: list[str] = Field(min_length=1)
+    attach: list[Literal["xlsx", "html", "csv", "parquet"]] = ["xlsx"]
     timeout_seconds: float = Field(default=30, gt=0, le=300)
+
+
+class BuyerMailConfig(MailConfig):
+    """SMTP for mailing goods to buyers after a repair (recon's own: dujiaoka keeps its SMTP in a cache).
+
+    Each mail goes to the order's own address, so ``to`` and ``attach`` are not needed here.
+    """
+
+    to: list[str] = []
+    attach: list[Literal["xlsx", "html", "csv", "parquet"]] = []
 
 
 class HookConfig(_Section):
@@ -299,20 +309,6 @@ class WebhookConfig(_Section):
     kind: Literal["dingtalk", "wecom", "feishu", "slack", "json"]
     url: Secret  # webhook URLs carry their access token
     secret: Secret | None = None  # DingTalk / Feishu signing secret, when the robot has one
-
-
-class MailConfig(_Section):
-    """SMTP delivery of the workbook to finance (recon's own settings: dujiaoka keeps its SMTP in a cache)."""
-
-    host: str
-    port: int = Field(default=465, ge=1, le=65535)
-    security: Literal["ssl", "starttls", "none"] = "ssl"
-    username: str | None = None
-    password: Secret | None = None
-    sender: str
-    to: list[str] = Field(min_length=1)
-    attach: list[Literal["xlsx", "html", "csv", "parquet"]] = ["xlsx"]
-    timeout_seconds: float = Field(default=30, gt=0, le=300)
 
 
 class AlertsConfig(_Section):

@@ -62,7 +62,7 @@ class DujiaokaRepairer:
             return "no [repair.mail] configured: the buyer was not mailed"
         if order is None or not cards:
             return "nothing to mail"
-        sent = send_cards(mail, order, cards, self._repair.shop_name, self._repair.shop_url)  # type: ignore[arg-type]
+        sent = send_cards(mail, order, cards, self._repair.shop_name, self._repair.shop_url)
         return f"mail to buyer {sent.status}" + (f": {sent.detail}" if sent.detail else "")
 
 
