@@ -13,10 +13,7 @@ raises; the password never appears in an outcome or a log line.
 
 from __future__ import annotations
 
-import base64
 import logging
-import smtplib
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +25,7 @@ from typing import Literal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from recon.config import MailConfig
+from recon.smtp import Retryable, deliver_once, password_forms
 from recon.secrets import redact
 from recon.shops.dujiaoka_repair import OrderState
 
@@ -55,10 +53,6 @@ class MailOutcome:
     @property
     def sent(self) -> bool:
         return self.status == "sent"
-
-
-class _Retryable(Exception):
-    """A failure worth another attempt: connection lost or refused, timeout, 4xx reply."""
 
 
 def placeholders(order: OrderState, cards: Sequence[str], shop_name: str, shop_url: str) -> dict[str, object]:
@@ -109,12 +103,12 @@ def send_cards(mail: MailConfig, order: OrderState, cards: list[str], shop_name:
             return _done(MailOutcome("failed", recipient, 0, problem), secrets)
         password = mail.password.reveal("mail.password") if mail.password else None
         if password:
-            secrets += _password_forms(mail.username or "", password)
+            secrets += password_forms(mail.username or "", password)
         msg = build_message(mail, order, cards, shop_name, shop_url)
         for attempts in range(1, MAX_ATTEMPTS + 1):
             try:
-                refused = _deliver(mail, password, msg)
-            except _Retryable as exc:
+                refused = deliver_once(mail, password, msg)
+            except Retryable as exc:
                 if attempts == MAX_ATTEMPTS:
                     return _done(MailOutcome("failed", recipient, attempts, f"gave up: {exc}"), secrets)
                 log.info("mail to %s: attempt %d failed (%s); retrying", recipient, attempts, redact(str(exc), secrets))
@@ -139,47 +133,7 @@ def _check(order: OrderState, cards: Sequence[str], shop_url: str) -> str:
     return ""
 
 
-def _deliver(mail: MailConfig, password: str | None, msg: EmailMessage) -> dict[str, tuple[int, bytes]]:
-    """One attempt; transient failures become _Retryable, the rest propagate."""
-    try:
-        if mail.security == "ssl":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(mail.host, mail.port, timeout=mail.timeout_seconds,
-                                                  context=ssl.create_default_context())
-        else:
-            smtp = smtplib.SMTP(mail.host, mail.port, timeout=mail.timeout_seconds)
-        with smtp:
-            if mail.security == "starttls":
-                smtp.starttls(context=ssl.create_default_context())
-                smtp.ehlo()
-            if mail.username and password:
-                smtp.login(mail.username, password)
-            return smtp.send_message(msg)
-    except smtplib.SMTPAuthenticationError:
-        raise
-    except smtplib.SMTPRecipientsRefused as exc:
-        codes = {code for code, _ in exc.recipients.values()}
-        if codes and all(400 <= c < 500 for c in codes):
-            raise _Retryable(f"SMTP {sorted(codes)} for the recipient") from None
-        raise
-    except smtplib.SMTPResponseException as exc:
-        if 400 <= exc.smtp_code < 500:
-            raise _Retryable(f"SMTP {exc.smtp_code}") from None
-        raise
-    except (TimeoutError, smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, ConnectionError) as exc:
-        raise _Retryable(type(exc).__name__) from None
-    except OSError as exc:
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            raise
-        raise _Retryable(type(exc).__name__) from None
-
-
 def _done(outcome: MailOutcome, secrets: list[str]) -> MailOutcome:
     safe = MailOutcome(outcome.status, outcome.recipient, outcome.attempts, redact(outcome.detail, secrets))
     log.info("mail to %s: %s after %d attempt(s) %s", safe.recipient, safe.status, safe.attempts, safe.detail)
     return safe
-
-
-def _password_forms(username: str, password: str) -> list[str]:
-    """The password and the encodings an SMTP dialogue may carry it in (AUTH PLAIN / LOGIN)."""
-    plain = base64.b64encode(f"\0{username}\0{password}".encode()).decode()
-    return [password, plain, base64.b64encode(password.encode()).decode()]

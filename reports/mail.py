@@ -9,10 +9,8 @@ appears in an outcome or a log line.
 
 from __future__ import annotations
 
-import base64
 import html
 import smtplib
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from email.message import EmailMessage
@@ -20,6 +18,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from recon.config import Config, MailConfig
+from recon.smtp import Retryable, connect, deliver_once, password_forms
 from reports.alerts import AlertOutcome, Digest, make_digest, record
 from reports.model import ReportData
 
@@ -33,10 +32,6 @@ MIME_TYPES = {
     ".csv": ("text", "csv"),
     ".parquet": ("application", "vnd.apache.parquet"),
 }
-
-
-class _Retryable(Exception):
-    """An SMTP failure worth another attempt (connection lost, timeout, 4xx)."""
 
 
 def build_message(mail: MailConfig, digest: Digest, reports: Sequence[Path]) -> EmailMessage:
@@ -83,14 +78,14 @@ def send_mail(config: Config, data: ReportData, reports: Sequence[Path], digest:
     try:
         password = mail.password.reveal("alerts.mail.password") if mail.password else None
         if password:
-            secrets += _password_forms(mail.username or "", password)
+            secrets += password_forms(mail.username or "", password)
         digest = digest or make_digest(config, data, reports)
         msg = build_message(mail, digest, reports)
-        factory = smtp_factory or _connect
+        factory = smtp_factory or connect
         for attempts in range(1, MAX_ATTEMPTS + 1):
             try:
-                refused = _deliver(factory, mail, password, msg)
-            except _Retryable as exc:
+                refused = deliver_once(mail, password, msg, factory)
+            except Retryable as exc:
                 if attempts == MAX_ATTEMPTS:
                     return record(AlertOutcome(target, "failed", attempts, str(exc)), secrets)
                 sleep(BACKOFF[min(attempts - 1, len(BACKOFF) - 1)])
@@ -100,42 +95,3 @@ def send_mail(config: Config, data: ReportData, reports: Sequence[Path], digest:
     except Exception as exc:  # noqa: BLE001 (mail must never fail the run)
         return record(AlertOutcome(target, "failed", attempts, f"{type(exc).__name__}: {exc}"), secrets)
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _deliver(factory: Callable[[MailConfig], smtplib.SMTP], mail: MailConfig, password: str | None,
-             msg: EmailMessage) -> dict[str, tuple[int, bytes]]:
-    """One attempt; transient failures become _Retryable, the rest propagate."""
-    try:
-        with factory(mail) as smtp:
-            if mail.security == "starttls":
-                smtp.starttls(context=ssl.create_default_context())
-                smtp.ehlo()
-            if mail.username and password:
-                smtp.login(mail.username, password)
-            return smtp.send_message(msg)
-    except smtplib.SMTPAuthenticationError:
-        raise
-    except smtplib.SMTPResponseException as exc:
-        if 400 <= exc.smtp_code < 500:
-            raise _Retryable(f"SMTP {exc.smtp_code}") from None
-        raise
-    except (TimeoutError, smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, ConnectionError) as exc:
-        raise _Retryable(type(exc).__name__) from None
-    except OSError as exc:
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            raise
-        raise _Retryable(type(exc).__name__) from None
-
-
-def _connect(mail: MailConfig) -> smtplib.SMTP:
-    if mail.security == "ssl":
-        return smtplib.SMTP_SSL(mail.host, mail.port, timeout=mail.timeout_seconds,
-                                context=ssl.create_default_context())
-    return smtplib.SMTP(mail.host, mail.port, timeout=mail.timeout_seconds)
-
-
-def _password_forms(username: str, password: str) -> list[str]:
-    """The password and the encodings an SMTP dialogue may carry it in (AUTH PLAIN / LOGIN)."""
-    plain = base64.b64encode(f"\0{username}\0{password}".encode()).decode()
-    return [password, plain, base64.b64encode(password.encode()).decode()]
-
