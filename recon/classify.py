@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import duckdb
 
 from recon.config import ChannelConfig
-from recon.shops.base import ShopAdapter
+from recon.shops.base import MONEY_IN, ShopAdapter
 from recon.taxonomy import CODES
 
 CLASSIFY_SQL = resources.files("recon").joinpath("sql/classify.sql").read_text(encoding="utf-8")
@@ -52,6 +52,7 @@ def classify(con: duckdb.DuckDBPyConnection, run_id: int, channel: ChannelConfig
         "repairable_missing": list(shop.repairable.get("missing_callback", ())),
         "repairable_undelivered": list(shop.repairable.get("paid_not_delivered", ())),
         "match_window": channel.amount_match_window,
+        "money_in": list(MONEY_IN),
     }
     for statement in _statements(CLASSIFY_SQL):
         used = {k: v for k, v in params.items() if re.search(rf"\${k}\b", statement)}

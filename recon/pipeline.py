@@ -168,11 +168,10 @@ def summarise(con: duckdb.DuckDBPyConnection, run_id: int, day: date, channels: 
     ).fetchall()
     open_rows = con.execute(
         """
-        SELECT count(*), count(*) FILTER (WHERE code NOT IN (SELECT unnest($waiting))),
-               count(*) FILTER (WHERE auto_repairable)
+        SELECT count(*), count(*) FILTER (WHERE auto_repairable)
         FROM exceptions WHERE status = 'open' AND list_contains($channels, channel)
         """,
-        {"channels": channels, "waiting": list(WAITING_CODES)},
+        {"channels": channels},
     ).fetchone()
     assert open_rows is not None
     summary = RunSummary(
@@ -180,10 +179,11 @@ def summarise(con: duckdb.DuckDBPyConnection, run_id: int, day: date, channels: 
         counts={str(c): int(n) for c, n, _, _ in rows},
         amounts={str(c): Decimal(a) for c, _, a, _ in rows},
         differences={str(c): Decimal(d) for c, _, _, d in rows},
-        exceptions_open=int(open_rows[0]), needs_person=int(open_rows[1]), incomplete_channels=incomplete,
+        exceptions_open=int(open_rows[0]), needs_person=count_needing_person(con, channels),
+        incomplete_channels=incomplete,
         ledger=ledger,
     )
-    summary.repairs["planned"] = int(open_rows[2])
+    summary.repairs["planned"] = int(open_rows[1])
     return summary
 
 

@@ -23,8 +23,6 @@ EXCEPTION_COLUMNS = (
     "first_seen", "age_days", "auto_repairable", "suggested_action", "detail", "status", "business_date",
 )
 MONEY_COLUMNS = ("shop_amount", "channel_amount", "difference", "amount", "fee", "expected_fee", "diff")
-TIME_COLUMNS = ("created_at", "occurred_at", "first_seen", "last_seen", "started_at", "finished_at",
-                "event_at", "updated_at")
 TREND_RUNS = 30
 
 _EXCEPTIONS_SQL = """

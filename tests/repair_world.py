@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from typer.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from recon_cli import app
 from tests.dujiaoka_db import ShopDb as DjDb
 from tests.dujiaoka_db import ddl_statements, translate
+from tests.scenario import CHANNEL_TOML
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = "2026-11-20"
@@ -79,15 +79,7 @@ REPAIRED = ("DJ-PEND-1", "DJ-PEND-2", "DJ-LOOP-1", "DJ-RESTOCK", "DJ-MANUAL")
 UNTOUCHED = tuple(o.sn for o in ORDERS if o.sn not in REPAIRED)
 BY_SN = {o.sn: o for o in ORDERS}
 
-CHANNEL = """
-[[channels]]
-id = "pay"
-kind = "csv"
-shop_pay_ids = [1]
-auto_repair_max = 500
-[channels.mapping]
-columns = { channel_txn_id = "txn", order_no = "order", kind = "kind", occurred_at = "time", amount = "amount", currency = "currency", fee = "fee", status = "status" }
-"""
+CHANNEL = CHANNEL_TOML.format(extra="")
 
 
 def create_pg_tables(connect: Any) -> None:

@@ -69,14 +69,19 @@ def test_rerunning_a_date_is_idempotent(scenario: Scenario) -> None:
     assert [e["action"] for e in events(scenario)] == ["opened"] * 5
 
 
-def test_rerunning_the_next_date_keeps_the_carried_order(scenario: Scenario) -> None:
-    """A pending order carried into the next date stays in that date's scope on a rerun."""
+def carry_late_order(scenario: Scenario) -> None:
+    """Day 1 leaves a near-midnight paid order pending; day 2's complete statement does not have it."""
     scenario.order("LATE", "40.00", created="2026-11-20 23:40:00")
     scenario.order("FILL", "1.00")
     scenario.import_(scenario.statement([{"txn": "TF", "order": "FILL", "amount": "1.00"}]))
     scenario.run()
     scenario.import_(scenario.statement([{"txn": "TG", "order": "", "amount": "2.00",
                                           "time": "2026-11-21 09:00:00"}]))
+
+
+def test_rerunning_the_next_date_keeps_the_carried_order(scenario: Scenario) -> None:
+    """A pending order carried into the next date stays in that date's scope on a rerun."""
+    carry_late_order(scenario)
     first = scenario.run(DAY2)
     second = scenario.run(DAY2)
     assert first.counts == second.counts == {"shop_only": 1, "channel_only": 1}
@@ -87,12 +92,7 @@ def test_rerunning_the_next_date_keeps_the_carried_order(scenario: Scenario) -> 
 
 def test_rerunning_an_older_date_does_not_overturn_a_later_verdict(scenario: Scenario) -> None:
     """Day 2 found the near-midnight order shop_only; a rerun of day 1 must not close that alarm."""
-    scenario.order("LATE", "40.00", created="2026-11-20 23:40:00")
-    scenario.order("FILL", "1.00")
-    scenario.import_(scenario.statement([{"txn": "TF", "order": "FILL", "amount": "1.00"}]))
-    scenario.run()
-    scenario.import_(scenario.statement([{"txn": "TG", "order": "", "amount": "2.00",
-                                          "time": "2026-11-21 09:00:00"}]))
+    carry_late_order(scenario)
     scenario.run(DAY2)
     before = {(e["key"], e["code"]): (e["id"], e["status"]) for e in scenario.exceptions()}
     n_events = len(events(scenario))

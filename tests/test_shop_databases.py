@@ -18,7 +18,7 @@ from recon.config import Config, load_config
 from recon.errors import ConfigError, ShopError
 from recon.shops import SHOP_SCHEMA, open_shop
 from recon.shops.connect import MYSQL, POSTGRESQL, SQLITE, connector, parse_dsn
-from tests.scenario import Scenario
+from tests.scenario import CHANNEL_TOML, Scenario
 from tests.shopdb import (
     DUJIAOKA_DDL,
     PG_DUJIAOKA_ORDERS,
@@ -35,17 +35,7 @@ from tests.shopdb import (
 # The PRC business day 2026-11-20 as UTC instants.
 START, END = datetime(2026, 11, 19, 16, tzinfo=UTC), datetime(2026, 11, 20, 16, tzinfo=UTC)
 HOSTILE = ["' OR '1'='1", "'; DROP TABLE orders; --", "x\\' OR 1=1 -- ", 'x" OR "1"="1', "%s", "?"]
-CHANNEL = """
-[[channels]]
-id = "pay"
-kind = "csv"
-shop_pay_ids = [1]
-auto_repair_max = 500
-[channels.mapping]
-columns = { channel_txn_id = "txn", order_no = "order", kind = "kind", occurred_at = "time", amount = "amount", currency = "currency", fee = "fee", status = "status" }
-[reports]
-formats = []
-"""
+CHANNEL = CHANNEL_TOML.format(extra="") + '[reports]\nformats = []\n'
 
 
 def write_config(folder: Path, shop: str) -> Config:

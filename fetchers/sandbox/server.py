@@ -6,7 +6,6 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -203,8 +202,3 @@ class _QuietServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         return
-
-
-def chunks(values: list[Any], size: int) -> Iterator[list[Any]]:
-    for i in range(0, len(values), size):
-        yield values[i:i + size]

@@ -23,8 +23,8 @@ from recon.repair.plan import PlannedRepair
 from recon.shops.base import ShopOrderState, ShopRepairer
 
 # Journal states. ``started``: intent committed, act may or may not have happened (a crash);
-# ``unknown``: the act's answer was lost; ``not_applied``: settled as never happened (retryable).
-FINAL_STATES = ("applied", "failed")
+# ``unknown``: the act's answer was lost; ``not_applied``: settled as never happened (retryable);
+# ``applied`` and ``failed`` are final.
 
 
 @dataclass

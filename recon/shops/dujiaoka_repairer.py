@@ -10,17 +10,17 @@ from recon.config import RepairConfig
 from recon.repair_mail import send_cards
 from recon.shops.base import ActResult, ShopOrderState
 from recon.shops.dujiaoka_repair import (
-    SHORTAGE_INFO,
-    STATUS_COMPLETED,
     STATUS_PENDING,
+    RedeliveryRefused,
     Dialect,
     OrderState,
     complete_order,
     deliver_after_restock,
     read_order,
+    redeliver_cards,
 )
 
-TYPE_AUTO, TYPE_MANUAL = 1, 2
+TYPE_MANUAL = 2
 
 
 class DujiaokaRepairer:
@@ -67,9 +67,11 @@ class DujiaokaRepairer:
 
 
 def _cards(order: OrderState) -> list[str]:
-    if order.type != TYPE_AUTO or order.status != STATUS_COMPLETED or order.info.strip() == SHORTAGE_INFO:
+    """The cards the order holds, or none when it has not been delivered."""
+    try:
+        return redeliver_cards(order)
+    except RedeliveryRefused:
         return []
-    return [line.rstrip("\r") for line in order.info.split("\n") if line.strip()]
 
 
 def _describe(outcome: str, reason: str) -> str:

@@ -87,7 +87,7 @@ WITH joined AS (
            u.currency, coalesce(u.n_currencies, 0) AS n_currencies, u.fee, u.occurred_at,
            o.amount AS order_amount, o.currency AS shop_currency, o.status AS order_status, o.shop_status,
            o.channel_txn_id AS shop_channel_txn_id, o.created_at, o.own_date, o.carried,
-           o.status IN ('paid', 'delivered', 'delivery_failed', 'refunded') AS money_in
+           list_contains($money_in, o.status) AS money_in
     FROM unit_rows u FULL OUTER JOIN scope_orders o USING (unit_key)
 ),
 coded AS (
