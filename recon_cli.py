@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from recon.cli import demo, exceptions, fetch, imports, init, repair, run
+from recon.cli import demo, exceptions, fetch, imports, init, jobs, repair, run
+from recon.logs import setup_logging
 
 app = typer.Typer(
     name="recon",
@@ -23,8 +24,13 @@ def main_options(
     ctx: typer.Context,
     config: Annotated[Path | None, typer.Option("--config", envvar="RECON_CONFIG",
                                                 help="recon.toml to use (default ./recon.toml)")] = None,
+    log_json: Annotated[bool, typer.Option("--log-json", envvar="RECON_LOG_JSON",
+                                           help="log one JSON object per line on stderr (cron, log shippers)")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log every step on stderr")] = False,
 ) -> None:
     ctx.obj = {"config": config}
+    ctx.obj["log_json"] = log_json
+    setup_logging(log_json, verbose)
 
 
 app.command("demo")(demo.demo_command)
@@ -36,6 +42,9 @@ app.command("run")(run.run_command)
 app.command("report")(run.report_command)
 app.command("repair")(repair.repair_command)
 app.command("redeliver")(repair.redeliver_command)
+app.command("sweep")(jobs.sweep_command)
+app.command("schedule")(jobs.schedule_command)
+app.command("jobs")(jobs.jobs_command)
 app.add_typer(exceptions.app, name="exceptions")
 
 

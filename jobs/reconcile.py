@@ -1,19 +1,29 @@
-"""The job body behind ``recon run`` (and, later, the scheduler): lock, reconcile a date, write reports."""
+"""The job body behind ``recon run`` and the scheduler: lock, reconcile a date, write reports, alert."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+import duckdb
+
 from recon.config import Config
 from recon.fetching import fetch_channel
-from recon.repair.run import repair
-from recon.repair.shop import open_repairer
 from recon.lock import store_lock
 from recon.pipeline import RunSummary, count_needing_person, run
-from recon.store import open_store
+from recon.progress import steps
+from recon.repair.run import repair
+from recon.repair.shop import open_repairer
+from recon.store import open_store, publish_snapshot
 from reports import RENDERERS, ReportData, load_report
 from reports.alerts import send_alerts
+
+log = logging.getLogger("recon.jobs")
+
+Guard = Callable[[duckdb.DuckDBPyConnection], bool]
+After = Callable[[duckdb.DuckDBPyConnection, RunSummary], None]
 
 
 def reconcile(config: Config, day: date, channel_ids: list[str] | None, command: str,
@@ -24,18 +34,40 @@ def reconcile(config: Config, day: date, channel_ids: list[str] | None, command:
     A channel whose fetch fails is reconciled with what the store holds; its date stays incomplete
     (its orders wait as pending) and the failure is in ``summary.fetch``.
     """
-    with store_lock(config.store_path, command), open_store(config, write=True) as con:
-        chosen = [config.channel(c) for c in channel_ids] if channel_ids else list(config.channels)
-        fetched = [fetch_channel(con, config, ch, day) for ch in chosen] if fetch else []
-        summary = run(con, config, day, channel_ids, command)
-        summary.fetch = fetched
-        if apply:
-            # Plan → act before the reports, so the workbook shows what was repaired.
-            report = repair(con, config, open_repairer(config), None, True, actor)
-            summary.repair_report = report
-            summary.repairs = report.counts()
-            summary.needs_person = count_needing_person(con, summary.channels)
-        data = load_report(con, None, summary.run_id, config.shop.zone)
+    done = reconcile_when(None, None, config, day, channel_ids, command, formats, out_dir, fetch, apply, actor)
+    assert done is not None
+    return done
+
+
+def reconcile_when(guard: Guard | None, after: After | None, config: Config, day: date,
+                   channel_ids: list[str] | None, command: str, formats: list[str] | None = None,
+                   out_dir: Path | None = None, fetch: bool = True, apply: bool = False,
+                   actor: str = "recon") -> tuple[RunSummary, ReportData] | None:
+    """``reconcile``, when ``guard`` (asked under the lock: the scheduler's exactly-once check) agrees.
+
+    ``after`` records the outcome in the same locked session. None when the guard said no.
+    """
+    with store_lock(config.store_path, command):
+        with open_store(config, write=True) as con:
+            if guard is not None and not guard(con):
+                return None
+            chosen = [config.channel(c) for c in channel_ids] if channel_ids else list(config.channels)
+            fetched = [fetch_channel(con, config, ch, day) for ch in steps(chosen, f"fetch {day}")] if fetch else []
+            summary = run(con, config, day, channel_ids, command)
+            summary.fetch = fetched
+            if apply:
+                # Plan → act before the reports, so the workbook shows what was repaired.
+                report = repair(con, config, open_repairer(config), None, True, actor)
+                summary.repair_report = report
+                summary.repairs = report.counts()
+                summary.needs_person = count_needing_person(con, summary.channels)
+            if after is not None:
+                after(con, summary)
+            data = load_report(con, None, summary.run_id, config.shop.zone)
+        publish_snapshot(config)
+    log.info("run %s of %s: %s", summary.run_id, day, summary.counts,
+             extra={"run_id": summary.run_id, "business_date": day.isoformat(), "channels": summary.channels,
+                    "incomplete": summary.incomplete_channels, "needs_person": summary.needs_person})
     written = write_reports(config, data, formats, out_dir)
     summary.reports = [str(p) for p in written]
     # After the lock is released: a slow webhook never holds the store. send_alerts never raises.

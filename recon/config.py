@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from recon.errors import ConfigError
+from recon.schedule_config import ScheduleConfig
 from recon.secrets import Secret, redact, reject_inline_password
 
 DEFAULT_CONFIG = "recon.toml"
@@ -55,6 +56,8 @@ class StoreConfig(_Section):
     path: Path = Path("recon.duckdb")
     memory_limit: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
     archive_dir: Path | None = None
+    # After each run a copy of the store is published for readers that arrive while a run holds it.
+    snapshot: bool = True
 
 
 class ShopConfig(_Section):
@@ -329,6 +332,7 @@ class Config(_Section):
     repair: RepairConfig = RepairConfig()
     reports: ReportsConfig = ReportsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     @field_validator("channels")
@@ -404,6 +408,9 @@ def parse_config(data: dict[str, Any], source: Path | str, base_dir: Path) -> Co
             raise ConfigError(f"channels[{i}].credentials",
                               f"kind {ch.kind} has no statement files to import; give the credentials it fetches with",
                               source)
+    for channel_id in config.schedule.nightly:
+        if channel_id not in {c.id for c in config.channels}:
+            raise ConfigError(f"schedule.nightly.{channel_id}", "no channel has this id", source)
     return config
 
 

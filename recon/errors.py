@@ -11,7 +11,8 @@
     │   ├── SignatureError          a response whose signature or hash does not verify exit 1, never accepted
     │   ├── TransientFetchError     timeouts, 429 and 5xx after bounded retries        exit 1, retryable
     │   └── NotReady                the channel has not published that bill yet        exit 1, retryable
-    └── LockBusy                    another writer holds the store (PID, start time)   exit 75, retryable
+    ├── LockBusy                    another writer holds the store (PID, start time)   exit 75, retryable
+    └── Interrupted                 SIGTERM/SIGINT: the step in progress rolled back   exit 1, retryable
 """
 
 from __future__ import annotations
@@ -97,3 +98,13 @@ class LockBusy(ReconError):
 
     retryable = True
     exit_code = 75
+
+
+class Interrupted(ReconError):
+    """The process was asked to stop (SIGTERM, SIGINT); the step in progress was rolled back."""
+
+    retryable = True
+
+    def __init__(self, signal_name: str) -> None:
+        self.signal_name = signal_name
+        super().__init__(f"stopped by {signal_name}; the step in progress was rolled back, nothing half-written")

@@ -173,4 +173,37 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        """
+        -- What kind of pass a run was: a reconciliation of a business date, or an intraday sweep.
+        ALTER TABLE runs ADD COLUMN kind VARCHAR DEFAULT 'reconcile';
+        UPDATE runs SET kind = 'reconcile';
+
+        -- The scheduler's journal: each job's passes and outcomes (the runs table decides what is done).
+        CREATE SEQUENCE job_run_ids START 1;
+        CREATE TABLE job_runs (
+            job_run_id     BIGINT PRIMARY KEY,
+            job_id         VARCHAR NOT NULL,          -- nightly:<channel> | retry | sweep
+            channel        VARCHAR,
+            business_date  DATE,
+            started_at     TIMESTAMPTZ NOT NULL,
+            finished_at    TIMESTAMPTZ NOT NULL,
+            outcome        VARCHAR NOT NULL,          -- succeeded | incomplete | failed | gave_up | swept
+            run_id         BIGINT,
+            detail         VARCHAR
+        );
+
+        -- Pending shop orders the sweep has asked their channel about, for its backoff.
+        CREATE TABLE sweep_checks (
+            channel        VARCHAR NOT NULL,
+            order_no       VARCHAR NOT NULL,
+            first_checked  TIMESTAMPTZ NOT NULL,
+            last_checked   TIMESTAMPTZ NOT NULL,
+            checks         INTEGER NOT NULL,
+            last_state     VARCHAR NOT NULL,          -- the channel's answer: paid | unpaid | not_found | error …
+            PRIMARY KEY (channel, order_no)
+        );
+        """,
+    ),
 ]

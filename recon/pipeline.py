@@ -14,7 +14,8 @@ import polars as pl
 
 from recon.classify import classify, day_bounds, prepare
 from recon.config import ChannelConfig, Config
-from recon.errors import ReconError
+from recon.errors import Interrupted, ReconError
+from recon.faults import pause_point
 from recon.fetching import FetchOutcome
 from recon.ledger import update_from_run
 from recon.money import money_str
@@ -126,7 +127,8 @@ def run(con: duckdb.DuckDBPyConnection, config: Config, day: date, channel_ids: 
     abort_stale_runs(con)
     run_id = int(con.execute("SELECT nextval('run_ids')").fetchone()[0])  # type: ignore[index]
     con.execute(
-        "INSERT INTO runs VALUES (?, ?, ?, 'running', ?, ?, ?, ?, NULL, NULL, NULL)",
+        "INSERT INTO runs (run_id, business_date, channels, status, command, pid, host, started_at, kind) "
+        "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, 'reconcile')",
         [run_id, day, [c.id for c in channels], command, os.getpid(), socket.gethostname(), datetime.now(UTC)],
     )
     try:
@@ -142,6 +144,7 @@ def run(con: duckdb.DuckDBPyConnection, config: Config, day: date, channel_ids: 
                     incomplete.append(ch.id)
                 classify(con, run_id, ch, day, shop, complete)
             ledger = update_from_run(con, run_id, config.reports.language if config.reports.language == "en" else "zh")
+            pause_point("before_commit")
             con.execute(
                 "UPDATE runs SET status = 'succeeded', finished_at = ?, incomplete_channels = ? WHERE run_id = ?",
                 [datetime.now(UTC), incomplete, run_id],
@@ -151,8 +154,9 @@ def run(con: duckdb.DuckDBPyConnection, config: Config, day: date, channel_ids: 
             con.execute("ROLLBACK")
             raise
     except (ReconError, duckdb.Error, OSError) as exc:
-        con.execute("UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ?",
-                    [datetime.now(UTC), str(exc)[:2000], run_id])
+        status = "aborted" if isinstance(exc, Interrupted) else "failed"
+        con.execute("UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE run_id = ?",
+                    [status, datetime.now(UTC), str(exc)[:2000], run_id])
         raise
     return summarise(con, run_id, day, [c.id for c in channels], incomplete, ledger)
 

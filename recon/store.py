@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -13,8 +17,40 @@ from recon.config import Config
 from recon.errors import LockBusy, StoreError
 from recon.migrations import MIGRATIONS
 
-# A reader waits this long for a writer to close the file before giving up with exit 75.
+# A reader waits this long for a writer to close the file before reading the last published
+# snapshot instead, or, when there is none, before giving up with exit 75.
 READ_WAIT_SECONDS = 15.0
+SNAPSHOT_WAIT_SECONDS = 2.0
+
+log = logging.getLogger("recon.store")
+
+
+def snapshot_path(path: Path) -> Path:
+    return path.with_name(path.name + ".snapshot")
+
+
+def publish_snapshot(config: Config) -> Path | None:
+    """Copy the closed store for readers (``recon report``, ``exceptions list``, ``jobs``, the console).
+
+    DuckDB lets one process open a file while it writes, so a reader arriving during a long run
+    reads this copy of the last finished run instead of waiting. Call it holding the writer lock,
+    after the write connection is closed (closing checkpoints the WAL into the file).
+    """
+    if not config.store.snapshot:
+        return None
+    source = config.store_path
+    target = snapshot_path(source)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(source, partial)
+        with open(partial, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(partial, target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        log.warning("could not publish the store snapshot for readers: %s", exc)
+        return None
+    return target
 
 
 def _connect(path: Path, read_only: bool, memory_limit: str | None) -> duckdb.DuckDBPyConnection:
@@ -40,15 +76,23 @@ def open_store(config: Config, write: bool) -> Iterator[duckdb.DuckDBPyConnectio
     if not write and not path.exists():
         raise StoreError(f"no store at {path} yet: run `recon import` or `recon run` first")
     path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + READ_WAIT_SECONDS
+    started = time.monotonic()
+    target = path
     while True:
         try:
-            con = _connect(path, read_only=not write, memory_limit=config.store.memory_limit)
+            con = _connect(target, read_only=not write, memory_limit=config.store.memory_limit)
             break
         except duckdb.IOException as exc:
             if not _is_lock_error(exc):
-                raise StoreError(f"cannot open store {path}: {exc}") from None
-            if write or time.monotonic() > deadline:
+                raise StoreError(f"cannot open store {target}: {exc}") from None
+            waited = time.monotonic() - started
+            snapshot = snapshot_path(path)
+            if not write and target == path and waited > SNAPSHOT_WAIT_SECONDS and snapshot.exists():
+                stamp = datetime.fromtimestamp(snapshot.stat().st_mtime, UTC).isoformat(timespec="seconds")
+                log.warning("a run holds the store; reading the snapshot of the last finished run (%s)", stamp)
+                target = snapshot
+                continue
+            if write or waited > READ_WAIT_SECONDS:
                 raise LockBusy(f"the store {path} is held by another process; try again when it has finished") from None
             time.sleep(0.25)
         except duckdb.Error as exc:

@@ -21,6 +21,7 @@ from recon.config import Config, MailConfig
 from recon.smtp import Retryable, connect, deliver_once, password_forms
 from reports.alerts import AlertOutcome, Digest, make_digest, record
 from reports.model import ReportData
+from reports.notices import Notice
 
 MAX_ATTEMPTS = 3
 BACKOFF = (2.0, 8.0)  # seconds before the second and third attempts
@@ -34,7 +35,7 @@ MIME_TYPES = {
 }
 
 
-def build_message(mail: MailConfig, digest: Digest, reports: Sequence[Path]) -> EmailMessage:
+def build_message(mail: MailConfig, digest: Digest | Notice, reports: Sequence[Path]) -> EmailMessage:
     """The message: subject with the date and the number needing a person, text + HTML body, attachments."""
     msg = EmailMessage()
     msg["From"] = mail.sender
@@ -61,7 +62,7 @@ def build_message(mail: MailConfig, digest: Digest, reports: Sequence[Path]) -> 
     return msg
 
 
-def send_mail(config: Config, data: ReportData, reports: Sequence[Path], digest: Digest | None = None,
+def send_mail(config: Config, data: ReportData | None, reports: Sequence[Path], digest: Digest | Notice | None = None,
               smtp_factory: Callable[[MailConfig], smtplib.SMTP] | None = None,
               sleep: Callable[[float], None] = time.sleep) -> AlertOutcome:
     """Mail ``reports`` (the ``attach`` formats among them) to ``mail.to``; never raises.
@@ -79,7 +80,9 @@ def send_mail(config: Config, data: ReportData, reports: Sequence[Path], digest:
         password = mail.password.reveal("alerts.mail.password") if mail.password else None
         if password:
             secrets += password_forms(mail.username or "", password)
-        digest = digest or make_digest(config, data, reports)
+        if digest is None:
+            assert data is not None, "a mail needs a run's data or a notice"
+            digest = make_digest(config, data, reports)
         msg = build_message(mail, digest, reports)
         factory = smtp_factory or connect
         for attempts in range(1, MAX_ATTEMPTS + 1):

@@ -39,6 +39,7 @@ from recon.config import WebhookConfig
 from recon.money import money_str
 from recon.secrets import redact
 from reports.alerts import AlertOutcome, Digest, SessionFactory, record
+from reports.notices import Notice
 
 # Path segments at least this long are treated as tokens (Slack, Feishu put them in the path).
 TOKEN_SEGMENT = 16
@@ -68,7 +69,7 @@ def json_signature(secret: str, timestamp_s: int, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), f"{timestamp_s}.".encode() + body, hashlib.sha256).hexdigest()
 
 
-def build_request(kind: str, digest: Digest, secret: str | None, now: float) -> WebhookRequest:
+def build_request(kind: str, digest: Digest | Notice, secret: str | None, now: float) -> WebhookRequest:
     """The request one webhook kind expects for ``digest`` (signed when ``secret`` is given)."""
     if kind == "dingtalk":
         text = "\n\n".join([f"#### {digest.title}", *(f"- {line}" for line in digest.lines(_markdown))])
@@ -93,8 +94,10 @@ def build_request(kind: str, digest: Digest, secret: str | None, now: float) -> 
     raise ValueError(f"unknown webhook kind {kind!r}")
 
 
-def json_payload(digest: Digest) -> dict[str, Any]:
+def json_payload(digest: Digest | Notice) -> dict[str, Any]:
     """The generic webhook's object: codes stay codes, amounts are exact decimal strings."""
+    if isinstance(digest, Notice):
+        return digest.payload()
     return {
         "source": "recon", "run_id": digest.run_id, "business_date": digest.business_date.isoformat(),
         "title": digest.title,
@@ -126,7 +129,7 @@ def check_answer(kind: str, response: requests.Response) -> str | None:
     return f"{kind} error {code}: {str(message)[:200]}"
 
 
-def post_webhook(index: int, hook: WebhookConfig, digest: Digest, session_factory: SessionFactory,
+def post_webhook(index: int, hook: WebhookConfig, digest: Digest | Notice, session_factory: SessionFactory,
                  clock: Callable[[], float] = time.time) -> AlertOutcome:
     """Send ``digest`` to webhook number ``index``; never raises, never reveals the URL or secret."""
     target = f"{hook.kind}#{index}"

@@ -23,8 +23,9 @@ def test_a_run_left_running_by_a_killed_process_is_marked_aborted(scenario: Scen
     scenario.order("O1", "10.00", trade_no="T1")
     scenario.import_(scenario.statement([{"txn": "T1", "order": "O1", "amount": "10.00"}]))
     with scenario.store() as con:
-        con.execute("INSERT INTO runs VALUES (nextval('run_ids'), ?, ['pay'], 'running', 'recon run', 4242, 'h', ?, "
-                    "NULL, NULL, NULL)", [DAY, datetime.now(UTC)])
+        con.execute("INSERT INTO runs (run_id, business_date, channels, status, command, pid, host, started_at) "
+                    "VALUES (nextval('run_ids'), ?, ['pay'], 'running', 'recon run', 4242, 'h', ?)",
+                    [DAY, datetime.now(UTC)])
     summary = scenario.run()
     runs = scenario.query("SELECT run_id, status FROM runs ORDER BY run_id")
     assert [r["status"] for r in runs] == ["aborted", "succeeded"]

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from jobs.reconcile import reconcile, write_reports
+from jobs.signals import interruptible
 from recon.cli.common import EXIT_FAILED, EXIT_NEEDS_PERSON, actor, handled, load, out, parse_date, print_json
 from recon.cli.fetch import print_fetch
 from recon.cli.summary import print_summary
@@ -36,8 +37,9 @@ def run_command(
     assert day is not None
     for ch in channel or []:
         config.channel(ch)
-    summary, data = reconcile(config, day, channel or None, f"recon run --date {day}", fetch=not no_fetch,
-                              apply=apply or config.repair.auto_repair, actor=actor())
+    with interruptible():
+        summary, data = reconcile(config, day, channel or None, f"recon run --date {day}", fetch=not no_fetch,
+                                  apply=apply or config.repair.auto_repair, actor=actor())
     repaired = summary.repair_report
     if json_out:
         print_json(summary.to_json())

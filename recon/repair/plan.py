@@ -42,9 +42,10 @@ def idempotency_key(shop: str, order_no: str, channel_txn_id: str | None, action
     return hashlib.sha256(parts.encode("utf-8")).hexdigest()
 
 
-def plan(con: duckdb.DuckDBPyConnection, shop: str, day: date | None,
-         channels: list[str]) -> tuple[list[PlannedRepair], list[Skipped]]:
-    """Open missing_callback / paid_not_delivered exceptions: auto-repairable ones planned, others skipped."""
+def plan(con: duckdb.DuckDBPyConnection, shop: str, day: date | None, channels: list[str],
+         only: list[int] | None = None) -> tuple[list[PlannedRepair], list[Skipped]]:
+    """Open missing_callback / paid_not_delivered exceptions (``only`` these ids when given):
+    auto-repairable ones planned, others skipped."""
     rows = con.execute(
         """
         SELECT e.id, e.channel, e.code, e.order_no, e.channel_txn_id, e.channel_amount, e.shop_amount,
@@ -52,9 +53,10 @@ def plan(con: duckdb.DuckDBPyConnection, shop: str, day: date | None,
         FROM exceptions e
         WHERE e.status = 'open' AND list_contains($codes, e.code) AND list_contains($channels, e.channel)
           AND ($day IS NULL OR e.business_date = $day)
+          AND ($only IS NULL OR list_contains($only, e.id))
         ORDER BY e.channel, e.id
         """,
-        {"codes": list(AUTO_REPAIR_CODES), "channels": channels, "day": day},
+        {"codes": list(AUTO_REPAIR_CODES), "channels": channels, "day": day, "only": only},
     ).fetchall()
     planned: list[PlannedRepair] = []
     skipped: list[Skipped] = []

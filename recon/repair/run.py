@@ -63,12 +63,12 @@ def channel_query(config: Config) -> QueryFnType:
 
 
 def repair(con: duckdb.DuckDBPyConnection, config: Config, repairer: ShopRepairer, day: date | None,
-           apply: bool, actor: str) -> RepairReport:
-    """Plan (and with ``apply``, act on) the safe repairs of open exceptions."""
+           apply: bool, actor: str, only: list[int] | None = None) -> RepairReport:
+    """Plan (and with ``apply``, act on) the safe repairs of open exceptions (``only`` these ids)."""
     channels = [c.id for c in config.channels]
     # Settle first: an order a crash left half-recorded is then repaired (not planned again).
     settled = settle_unfinished(con, repairer, actor) if apply else []
-    planned, skipped = plan(con, repairer.name, day, channels)
+    planned, skipped = plan(con, repairer.name, day, channels, only)
     report = RepairReport(planned, skipped, settled=settled, applied_run=apply)
     if not apply:
         return report
