@@ -163,6 +163,9 @@ def catch_up(config: Config, now: datetime, channel_ids: list[str] | None = None
             break
         if not _run_one(config, item, now, actor, job_id, report):
             break
+    log.info("%s: ran %d, failed %d, waiting %d, gave up %d%s", job_id, len(report.ran), len(report.failed),
+             len(report.waiting), len(report.gave_up), " (stopped)" if report.stopped else "",
+             extra={"job": job_id, "ran": len(report.ran), "stopped": report.stopped, "busy": bool(report.busy)})
     return report
 
 

@@ -103,7 +103,8 @@ def unpaid_orders(config: Config, now: datetime) -> pl.DataFrame:
 
 def due_for_asking(con: duckdb.DuckDBPyConnection, config: Config, orders: pl.DataFrame,
                    now: datetime) -> pl.DataFrame:
-    """The orders whose next ask is due: never asked, or asked long enough ago (doubling gaps)."""
+    """The orders whose next ask is due: never asked, asked long enough ago (doubling gaps), or found
+    paid while the shop still shows them unpaid (asked each pass until repaired or closed)."""
     first_gap = max(config.schedule.sweep_after_minutes, 1) * 60
     con.register("sweep_candidates", orders.select("channel", "order_no", "created_at").to_arrow())
     try:
@@ -111,7 +112,7 @@ def due_for_asking(con: duckdb.DuckDBPyConnection, config: Config, orders: pl.Da
             """
             SELECT c.channel, c.order_no FROM sweep_candidates c
             LEFT JOIN sweep_checks k USING (channel, order_no)
-            WHERE k.order_no IS NULL
+            WHERE k.order_no IS NULL OR k.last_state = 'paid'
                OR $now >= k.last_checked + to_seconds(least($first * pow(2, k.checks - 1), $longest)::BIGINT)
             ORDER BY k.checks NULLS FIRST, c.created_at
             LIMIT $max
@@ -180,9 +181,9 @@ def open_found(con: duckdb.DuckDBPyConnection, config: Config, repairable: tuple
     zone = ZoneInfo(channel.zone)
     business_date = (item.paid_at or item.created_at).astimezone(zone).date()
     row = con.execute("SELECT id, status FROM exceptions WHERE channel = ? AND key = ? AND code = 'missing_callback'",
-                      [channel.id, item.order_no]).fetchone()
-    if row is not None:
-        exception_id, status = int(row[0]), str(row[1])
+                      [channel.id, item.order_no]).fetchall()
+    if row:
+        exception_id, status = int(row[0][0]), str(row[0][1])
         if status != "open":
             item.detail += f"; exception {exception_id} is already {status}"
             return None
@@ -192,7 +193,7 @@ def open_found(con: duckdb.DuckDBPyConnection, config: Config, repairable: tuple
         return exception_id
     code = BY_CODE["missing_callback"]
     lang = "en" if config.reports.language == "en" else "zh"
-    exception_id = int(con.execute("SELECT nextval('exception_ids')").fetchone()[0])  # type: ignore[index]
+    [(exception_id,)] = con.execute("SELECT nextval('exception_ids')").fetchall()
     con.execute(
         """
         INSERT INTO exceptions (id, channel, key, code, status, priority, order_no, channel_txn_id, shop_amount,
@@ -255,7 +256,7 @@ def _record_found(con: duckdb.DuckDBPyConnection, config: Config, report: SweepR
     repairable = open_shop(config).repairable.get("missing_callback", ())
     con.execute("BEGIN")
     try:
-        run_id = int(con.execute("SELECT nextval('run_ids')").fetchone()[0])  # type: ignore[index]
+        [(run_id,)] = con.execute("SELECT nextval('run_ids')").fetchall()
         con.execute(
             "INSERT INTO runs (run_id, business_date, channels, status, command, pid, host, started_at, finished_at, "
             "kind) VALUES (?, ?, ?, 'succeeded', ?, ?, ?, ?, ?, 'sweep')",

@@ -108,13 +108,14 @@ def open_store(config: Config, write: bool) -> Iterator[duckdb.DuckDBPyConnectio
 
 
 def schema_version(con: duckdb.DuckDBPyConnection) -> int:
-    exists = con.execute(
+    # fetchall, not fetchone: DuckDB refuses other work on a connection with an unfinished result.
+    [(exists,)] = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
-    ).fetchone()
-    if not exists or not exists[0]:
+    ).fetchall()
+    if not exists:
         return 0
-    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
+    [(version,)] = con.execute("SELECT max(version) FROM schema_version").fetchall()
+    return int(version) if version is not None else 0
 
 
 def check_version(con: duckdb.DuckDBPyConnection) -> None:

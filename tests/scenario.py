@@ -66,6 +66,16 @@ class Scenario:
         con.commit()
         con.close()
 
+    def stock(self, cards: int = 3) -> None:
+        """Goods 1 (an auto-delivered card, ¥10) with ``cards`` unsold cards CARD-0…"""
+        con = sqlite3.connect(self.shop_path)
+        con.execute("INSERT INTO goods (id, group_id, gd_name, actual_price, type, in_stock) "
+                    "VALUES (1, 1, '点卡', '10.00', 1, 0)")
+        con.executemany("INSERT INTO carmis (goods_id, status, carmi) VALUES (1, 1, ?)",
+                        [(f"CARD-{i}",) for i in range(cards)])
+        con.commit()
+        con.close()
+
     def statement(self, rows: list[dict[str, str]], name: str | None = None) -> Path:
         """A statement file of channel ``pay``; each row gives txn/order/amount and optionally the rest."""
         self._files += 1

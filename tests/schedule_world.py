@@ -55,6 +55,23 @@ class EpayShop:
                             created=created.strftime("%Y-%m-%d %H:%M:%S"))
         return sn
 
+    def unpaid_order(self, minutes_ago: float, amount: str = "10.00") -> str:
+        """A shop order (goods 1) created ``minutes_ago`` (real time), still waiting for payment."""
+        self._n += 1
+        sn = f"SW{self._n:04d}"
+        created = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).astimezone(SH)
+        self.scenario.order(sn, amount, status=1, pay_id=14, created=created.strftime("%Y-%m-%d %H:%M:%S"))
+        return sn
+
+    def pay(self, sn: str, amount: str = "10.00", status: str = "paid") -> Payment:
+        """The buyer pays ``sn`` on the panel now; the shop never hears of it (the notify is lost)."""
+        paid_at = datetime.now(UTC).replace(microsecond=0)
+        payment = Payment(sn, Decimal(amount), f"{paid_at.astimezone(SH):%Y%m%d%H%M%S}{20000 + self._n}", paid_at,
+                          status=status)
+        self.payments.append(payment)
+        self.panel.reset(self.payments)
+        return payment
+
     def runs(self) -> list[dict[str, Any]]:
         return self.scenario.query("SELECT * FROM runs WHERE kind = 'reconcile' ORDER BY run_id")
 

@@ -27,11 +27,7 @@ SH = ZoneInfo("Asia/Shanghai")
 
 
 def stock(s: Scenario, cards: int = 3) -> None:
-    con = sqlite3.connect(s.shop_path)
-    con.execute("INSERT INTO goods (id, group_id, gd_name, actual_price, type, in_stock) VALUES (1, 1, '点卡', '10.00', 1, 0)")
-    con.executemany("INSERT INTO carmis (goods_id, status, carmi) VALUES (1, 1, ?)", [(f"CARD-{i}",) for i in range(cards)])
-    con.commit()
-    con.close()
+    s.stock(cards)
 
 
 def shop_rows(s: Scenario) -> list[tuple[object, ...]]:
