@@ -4,6 +4,7 @@ without DST, late bills retried with backoff until a deadline and then one alert
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -156,3 +157,30 @@ def test_jobs_are_registered_under_stable_ids_and_re_adding_them_duplicates_noth
         daemon.scheduler.shutdown(wait=False)
         runner.join(10)
     assert not config.store_path.exists()  # paused: nothing ran
+
+
+def test_recon_jobs_shows_each_job_its_next_fire_its_last_outcome_and_what_is_owed(shop: EpayShop) -> None:
+    from typer.testing import CliRunner
+
+    from recon_cli import app
+
+    shop.paid_order(date(2026, 11, 10))
+    catch_up(shop.config, beijing("2026-11-11 02:00"), job_id="nightly:ep")
+    result = CliRunner().invoke(app, ["--config", str(shop.scenario.folder / "recon.toml"), "jobs", "--json"])
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    jobs = {j["id"]: j for j in status["jobs"]}
+    assert jobs["nightly:ep"]["trigger"] == "cron 30 1 * * * (Asia/Shanghai)"
+    assert datetime.fromisoformat(jobs["nightly:ep"]["next_fire"]).astimezone(SH).strftime("%H:%M") == "01:30"
+    assert jobs["nightly:ep"]["last"]["outcome"] == "succeeded"
+    assert jobs["nightly:ep"]["last"]["business_date"] == "2026-11-10"
+    assert jobs["nightly:pay"]["last"] is None  # its nightly time (11:00) had not come at 02:00
+    assert jobs["sweep"]["trigger"] == "every 60 s" and jobs["sweep"]["last"] is None
+    assert status["daemon"]["running"] is False
+    # `recon jobs` looks at the real clock: the last catch_up_days dates up to yesterday are owed.
+    yesterday = datetime.now(UTC).astimezone(SH).date() - timedelta(days=1)
+    window = {str(yesterday - timedelta(days=i)) for i in range(shop.config.schedule.catch_up_days)}
+    owed = {(o["channel"], o["business_date"]): o["action"] for o in status["owed"]}
+    assert {d for (ch, d), action in owed.items() if ch == "ep" and action == "run"} == window
+    text = CliRunner().invoke(app, ["--config", str(shop.scenario.folder / "recon.toml"), "jobs"])
+    assert text.exit_code == 0 and "daemon: not running" in text.stdout and "nightly:ep" in text.stdout

@@ -12,6 +12,7 @@ from recon.errors import InputError, ReconError
 from recon.fetching import quarantine
 from recon.importer import ImportOutcome, PreparedImport, prepare_import, store_import
 from recon.lock import store_lock
+from recon.progress import steps
 from recon.store import open_store
 
 
@@ -28,7 +29,7 @@ def import_files(
     with store_lock(config.store_path), open_store(config, write=True) as con:
         prepared: list[PreparedImport | ImportOutcome] = []
         problems: list[ReconError] = []
-        for path in files:
+        for path in steps(files, "checking statements"):
             try:
                 prepared.append(prepare_import(con, config, channel, path))
             except InputError as exc:
