@@ -7,7 +7,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,22 @@ def shop_with(tmp_path: Path, sandbox: object, panel: object, schedule: str, rep
         with open(tmp_path / "recon.toml", "a", encoding="utf-8") as fh:
             fh.write("\n[repair]\n" + repair)
     return world
+
+
+def yesterdays_shop(tmp_path: Path, panel: tuple[object, object]) -> tuple[EpayShop, Path, str]:
+    """A shop with one order paid yesterday on the panel; its config path and the date."""
+    day = TODAY - timedelta(days=1)
+    shop = shop_with(tmp_path, *panel, schedule=f"start_date = {day}\n")
+    shop.paid_order(day)
+    return shop, shop.scenario.folder / "recon.toml", str(day)
+
+
+def paused_run(config: Path, day: str, seconds: int) -> Recon:
+    """``recon run`` of ``day`` on channel ep, waiting ``seconds`` just before its commit."""
+    run = Recon(config, "run", "--date", day, "--channel", "ep",
+                env={**ENV, "RECON_PAUSE_AT": "before_commit", "RECON_PAUSE_SECONDS": str(seconds)})
+    run.wait_for("paused at before_commit")
+    return run
 
 
 @pytest.fixture
@@ -85,19 +101,14 @@ def test_sigterm_lets_the_run_in_progress_finish_and_the_restart_catches_up_the_
 
 def test_sigterm_rolls_back_a_one_shot_run_and_nothing_is_half_written(tmp_path: Path,
                                                                       panel: tuple[object, object]) -> None:
-    day = TODAY - timedelta(days=1)
-    shop = shop_with(tmp_path, *panel, schedule=f"start_date = {day}\n")
-    shop.paid_order(day)
-    config = shop.scenario.folder / "recon.toml"
-    run = Recon(config, "run", "--date", str(day), "--channel", "ep",
-                env={**ENV, "RECON_PAUSE_AT": "before_commit", "RECON_PAUSE_SECONDS": "30"})
-    run.wait_for("paused at before_commit")
+    shop, config, day = yesterdays_shop(tmp_path, panel)
+    run = paused_run(config, day, 30)
     run.signal(signal.SIGTERM)
     code, _ = run.finish(timeout=15)
     assert code == 1 and "stopped by SIGTERM" in run.stderr
     assert [r["status"] for r in shop.runs()] == ["aborted"]
     assert shop.scenario.query("SELECT count(*) AS n FROM results") == [{"n": 0}]
-    rerun = Recon(config, "run", "--date", str(day), "--channel", "ep", env=ENV)
+    rerun = Recon(config, "run", "--date", day, "--channel", "ep", env=ENV)
     assert rerun.finish()[0] == 0, rerun.stderr
     assert [r["status"] for r in shop.runs()] == ["aborted", "succeeded"]
 
@@ -150,16 +161,11 @@ def test_a_second_daemon_is_refused_naming_the_first(tmp_path: Path, panel: tupl
 
 
 def test_a_killed_run_leaves_no_lock_and_is_recorded_aborted(tmp_path: Path, panel: tuple[object, object]) -> None:
-    day = TODAY - timedelta(days=1)
-    shop = shop_with(tmp_path, *panel, schedule=f"start_date = {day}\n")
-    shop.paid_order(day)
-    config = shop.scenario.folder / "recon.toml"
-    killed = Recon(config, "run", "--date", str(day), "--channel", "ep",
-                   env={**ENV, "RECON_PAUSE_AT": "before_commit", "RECON_PAUSE_SECONDS": "60"})
-    killed.wait_for("paused at before_commit")
+    shop, config, day = yesterdays_shop(tmp_path, panel)
+    killed = paused_run(config, day, 60)
     killed.signal(signal.SIGKILL)
     killed.finish()
-    after = Recon(config, "--verbose", "run", "--date", str(day), "--channel", "ep", env=ENV)
+    after = Recon(config, "--verbose", "run", "--date", day, "--channel", "ep", env=ENV)
     code, _ = after.finish()
     assert code == 0, after.stderr
     assert f"taking over a lock left by PID {killed.proc.pid}" in after.stderr
@@ -169,16 +175,11 @@ def test_a_killed_run_leaves_no_lock_and_is_recorded_aborted(tmp_path: Path, pan
 
 
 def test_readers_keep_working_while_a_run_holds_the_store(tmp_path: Path, panel: tuple[object, object]) -> None:
-    day = TODAY - timedelta(days=1)
-    shop = shop_with(tmp_path, *panel, schedule=f"start_date = {day}\n")
-    shop.paid_order(day)
-    shop.paid_order(day, "9.00", shop_knows=False)  # a lost payment: one open exception
-    config = shop.scenario.folder / "recon.toml"
-    assert Recon(config, "run", "--date", str(day), "--channel", "ep", env=ENV).finish()[0] == 3
-    holder = Recon(config, "run", "--date", str(day), "--channel", "ep",
-                   env={**ENV, "RECON_PAUSE_AT": "before_commit", "RECON_PAUSE_SECONDS": "30"})
+    shop, config, day = yesterdays_shop(tmp_path, panel)
+    shop.paid_order(date.fromisoformat(day), "9.00", shop_knows=False)  # a lost payment: one open exception
+    assert Recon(config, "run", "--date", day, "--channel", "ep", env=ENV).finish()[0] == 3
+    holder = paused_run(config, day, 30)
     try:
-        holder.wait_for("paused at before_commit")
         started = time.monotonic()
         reader = Recon(config, "exceptions", "list", "--json", env=ENV)
         code, out = reader.finish(timeout=20)
