@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from recon.cli import demo, exceptions, fetch, imports, init, jobs, repair, run
+from recon.cli import demo, exceptions, fetch, imports, init, jobs, repair, run, serve
 from recon.logs import setup_logging
 
 app = typer.Typer(
@@ -45,6 +45,7 @@ app.command("redeliver")(repair.redeliver_command)
 app.command("sweep")(jobs.sweep_command)
 app.command("schedule")(jobs.schedule_command)
 app.command("jobs")(jobs.jobs_command)
+app.command("serve")(serve.serve_command)
 app.add_typer(exceptions.app, name="exceptions")
 
 

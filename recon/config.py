@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from recon.errors import ConfigError
 from recon.schedule_config import ScheduleConfig
 from recon.secrets import Secret, redact, reject_inline_password
+from recon.web.settings import WebConfig
 
 DEFAULT_CONFIG = "recon.toml"
 CANONICAL_KINDS = ("payment", "refund", "fee", "adjustment")
@@ -63,9 +64,11 @@ class StoreConfig(_Section):
 class ShopConfig(_Section):
     """``kind``: ``sqlite`` (a SQLite file at ``path``), ``sql`` (any database at ``dsn``: sqlite://,
     mysql:// or mariadb://, postgresql:// or postgres://, read through ``query`` + ``columns`` or
-    ``schema = "dujiaoka"``), ``dujiaoka`` (dujiaoka's own tables on MySQL/MariaDB at ``dsn``)."""
+    ``schema = "dujiaoka"``), ``dujiaoka`` (dujiaoka's own tables on MySQL/MariaDB at ``dsn``),
+    ``export`` (the shop's orders table as a bulk export at ``path``: CSV with a header line, ``\\N`` for
+    NULL, read with ``schema = "dujiaoka"`` or ``columns`` + ``status_map``)."""
 
-    kind: Literal["sqlite", "sql", "dujiaoka", "http"]
+    kind: Literal["sqlite", "sql", "dujiaoka", "http", "export"]
     path: Path | None = None
     schema_: Literal["dujiaoka"] | None = Field(default=None, alias="schema")
     dsn: Secret | str | None = None
@@ -106,6 +109,14 @@ class ShopConfig(_Section):
             return self
         if self.kind == "sqlite" and self.path is None:
             raise ValueError("kind 'sqlite' needs path = the SQLite file of the shop")
+        if self.kind == "export":
+            if self.path is None:
+                raise ValueError("kind 'export' needs path = the shop's orders export (CSV with a header line)")
+            if self.query:
+                raise ValueError("kind 'export' reads a file: give schema = \"dujiaoka\" or columns, not a query")
+            if self.schema_ is None and (not self.columns or not self.status_map):
+                raise ValueError("kind 'export' needs schema = \"dujiaoka\" or columns and status_map")
+            return self
         if self.kind == "dujiaoka":
             if self.dsn is None:
                 raise ValueError("kind 'dujiaoka' needs dsn, e.g. dsn = \"mysql://root@127.0.0.1:3306/shop\"")
@@ -333,6 +344,7 @@ class Config(_Section):
     reports: ReportsConfig = ReportsConfig()
     alerts: AlertsConfig = AlertsConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    web: WebConfig = WebConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     @field_validator("channels")

@@ -8,28 +8,19 @@ import typer
 from rich.table import Table
 
 from recon.cli.common import actor, handled, load, out, parse_date, print_json
-from recon.errors import NotFound, UsageError
+from recon.errors import UsageError
 from recon.ledger import close_by_person
+from recon import ledger_views
+from recon.ledger_views import STATUSES, ExceptionFilter
 from recon.lock import store_lock
 from recon.store import open_store
 from recon.taxonomy import BY_CODE
 
 app = typer.Typer(help="The exception ledger: list, show, resolve, ignore.", no_args_is_help=True)
 
-LIST_SQL = """
-SELECT id, code, channel, order_no, channel_txn_id, shop_amount, channel_amount, currency, status, priority,
-       first_seen, last_seen, auto_repairable, detail, business_date
-FROM exceptions
-WHERE ($date IS NULL OR business_date = $date) AND ($status IS NULL OR status = $status)
-  AND ($code IS NULL OR code = $code) AND ($channel IS NULL OR channel = $channel)
-ORDER BY status <> 'open', priority, business_date, id
-"""
-STATUSES = ("open", "repaired", "resolved", "ignored")
-
-
-def _rows(cursor: Any) -> list[dict[str, Any]]:
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+# The keys of `recon exceptions list --json` (DESIGN §7): stable, whatever else the ledger views add.
+JSON_KEYS = ("id", "code", "channel", "order_no", "channel_txn_id", "shop_amount", "channel_amount", "currency",
+             "status", "priority", "first_seen", "last_seen", "auto_repairable", "detail")
 
 
 @app.command("list")
@@ -47,12 +38,13 @@ def list_exceptions(
         raise UsageError(f"--status: {status!r} (expected one of {', '.join(STATUSES)})")
     if code is not None and code not in BY_CODE:
         raise UsageError(f"--code: {code!r} is not a difference code")
+    day = parse_date(date_)
+    flt = ExceptionFilter(date_from=day, date_to=day, status=status, code=code, channel=channel)
     config = load(ctx)
     with open_store(config, write=False) as con:
-        rows = _rows(con.execute(LIST_SQL, {"date": parse_date(date_), "status": status, "code": code,
-                                            "channel": channel}))
+        rows = ledger_views.list_exceptions(con, flt)
     if json_out:
-        print_json([{k: v for k, v in r.items() if k != "business_date"} for r in rows])
+        print_json([{k: r[k] for k in JSON_KEYS} for r in rows])
         return
     table = Table(show_lines=False)
     for heading in ("id", "code", "channel", "order_no", "shop", "channel", "status", "p", "detail"):
@@ -78,38 +70,18 @@ def show_exception(
     """One exception with both sides, where each channel row came from, and its history."""
     config = load(ctx)
     with open_store(config, write=False) as con:
-        found = _rows(con.execute("SELECT * FROM exceptions WHERE id = ?", [exception_id]))
-        if not found:
-            raise NotFound(f"no exception with id {exception_id}")
-        exc = found[0]
-        events = _rows(con.execute(
-            "SELECT event_at, actor, action, run_id, note FROM exception_events WHERE exception_id = ? ORDER BY event_id",
-            [exception_id]))
-        rows = _rows(con.execute(
-            """
-            SELECT t.txn_id, t.kind, t.order_no, t.channel_txn_id, t.refund_id, t.amount, t.currency, t.fee,
-                   t.status, t.occurred_at, m.file_name || ':' || t.line_no AS provenance, t.source
-            FROM results r, unnest(r.txn_ids) u(txn_id) JOIN channel_txn t USING (txn_id)
-            JOIN imports m ON m.import_id = t.import_id
-            WHERE r.run_id = ? AND r.channel = ? AND r.unit_key = ?
-            ORDER BY t.txn_id
-            """,
-            [exc["last_seen_run"], exc["channel"], exc["key"]]))
-        shop = _rows(con.execute(
-            "SELECT order_no, amount, currency, status, shop_status, channel_txn_id, created_at, paid_at, "
-            "buyer_contact, goods_kind, quantity, title FROM shop_orders WHERE order_no = ?",
-            [exc["order_no"]])) if exc["order_no"] else []
+        detail = ledger_views.exception_detail(con, exception_id)
     if json_out:
-        print_json({**exc, "channel_rows": rows, "shop_order": shop[0] if shop else None, "events": events})
+        print_json(detail.to_json())
         return
+    exc, shop, rows, events = detail.exception, detail.shop_order, detail.channel_rows, detail.events
     out.print(f"#{exc['id']} {exc['code']} ({exc['status']}, priority {exc['priority']}) "
               f"channel {exc['channel']} · key {exc['key']}")
     out.print(f"  {exc['detail']}")
     out.print(f"  suggested: {exc['suggested_action']}")
     if shop:
-        s = shop[0]
-        out.print(f"  shop: {s['order_no']} {s['amount']:.2f} {s['currency']} status {s['shop_status']} "
-                  f"({s['status']}), trade_no {s['channel_txn_id'] or '-'}, created {s['created_at']}")
+        out.print(f"  shop: {shop['order_no']} {shop['amount']:.2f} {shop['currency']} status {shop['shop_status']} "
+                  f"({shop['status']}), trade_no {shop['channel_txn_id'] or '-'}, created {shop['created_at']}")
     for r in rows:
         out.print(f"  channel: {r['kind']} {r['amount']:.2f} {r['currency']} {r['status']} txn {r['channel_txn_id']} "
                   f"at {r['occurred_at']} ← {r['provenance']}")
