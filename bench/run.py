@@ -1,99 +1,116 @@
-"""``python -m bench.run --orders 100000``: recon end to end vs a bare DuckDB join, same data, same process.
+"""``python -m bench.run --orders 100000 1000000``: recon end to end vs a bare DuckDB join of the same files.
 
-Prints wall times, peak RSS and the ratio to the baseline, and checks recon's counts against the
-seeded differences (exit 1 when they disagree).
+For each N: generates a business day (bench/generate.py), runs the bare DuckDB baseline and recon end to
+end (import of every statement, shop load, classification, ledger, exception workbook), re-imports the
+same files, and checks recon's counts against the seeded differences and the baseline's. With
+``--mariadb DSN`` the same orders are also loaded into dujiaoka's table there and read into a store
+through the ``dujiaoka`` shop kind. Every phase runs in its own child process, so the peak RSS printed
+is that phase's. Exit 1 when counts disagree.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import multiprocessing
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import duckdb
+from bench import phases
+from bench.generate import generate
 
-from bench.generate import DAY, generate
-from jobs.reconcile import reconcile
-from recon.config import load_config
-from recon.importer import import_file
-from recon.lock import store_lock
-from recon.store import open_store
-
-CONFIG = """\
-[store]
-path = "recon.duckdb"
-[shop]
-kind = "sqlite"
-path = "shop.sqlite"
-schema = "dujiaoka"
-[[channels]]
-id = "pay"
-kind = "csv"
-shop_pay_ids = [1]
-grace_hours = 0
-[channels.mapping]
-columns = { channel_txn_id = "txn", order_no = "order", occurred_at = "time", amount = "amount" }
-[reports]
-formats = []
-"""
-
-BASELINE = """
-WITH c AS (SELECT * FROM read_csv('{statement}', all_varchar = true)),
-     s AS (SELECT * FROM read_csv('{shop}', all_varchar = true))
-SELECT CASE WHEN s.order_sn IS NULL THEN 'channel_only'
-            WHEN c.order IS NULL THEN 'shop_only'
-            WHEN c.amount::DECIMAL(20,6) <> s.actual_price::DECIMAL(20,6) THEN 'amount_mismatch'
-            WHEN s.status = '1' THEN 'missing_callback'
-            ELSE 'matched' END AS code, count(*) AS n
-FROM c FULL OUTER JOIN s ON upper(c.order) = upper(s.order_sn)
-GROUP BY ALL ORDER BY code
-"""
+DEFAULT_MARIADB = "mysql://root@127.0.0.1:3306/recon_bench"
 
 
-def timed(step: str, times: dict[str, float], fn, *args):  # type: ignore[no-untyped-def]
+def in_child(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """``fn(*args)`` in a fresh (spawned) process; its result dict."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
+def _generate(folder: Path, n: int) -> dict[str, Any]:
+    day = generate(folder, n)
+    return {"day": day}
+
+
+def bench_one(n: int, folder: Path, mariadb: str | None) -> dict[str, Any]:
+    """All phases at ``n`` orders in ``folder``; a row of the scaling table."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("recon.duckdb*"):
+        old.unlink()
     start = time.perf_counter()
-    result = fn(*args)
-    times[step] = time.perf_counter() - start
-    return result
+    day = in_child(_generate, folder, n)["day"]
+    generated = time.perf_counter() - start
+    config = phases.write_config(folder, f'kind = "export"\npath = "{day.shop_export.name}"')
+    base = in_child(phases.baseline, day, folder)
+    recon = in_child(phases.recon_end_to_end, day, config)
+    row = {"n": n, "generated": generated, "baseline": base, "recon": recon, "expected": day.expected}
+    if mariadb:
+        from bench.mariadb import load_orders
+
+        loaded = load_orders(mariadb, day.shop_export)
+        db_folder = folder / "mariadb"
+        db_folder.mkdir(exist_ok=True)
+        for old in db_folder.glob("recon.duckdb*"):
+            old.unlink()
+        db_config = phases.write_config(db_folder, f'kind = "dujiaoka"\ndsn = "{mariadb}"')
+        row["mariadb"] = {"loaded": loaded, **in_child(phases.shop_into_store, db_config)}
+    return row
+
+
+def report(row: dict[str, Any]) -> bool:
+    """Print one N's figures; True when the counts agree."""
+    t, base = row["recon"]["times"], row["baseline"]
+    total = t["import"] + t["reconcile"]
+    print(f"\n== {row['n']:,} orders (generated in {row['generated']:.1f} s)")
+    print(f"baseline (DuckDB read_csv + join + classify): {base['seconds']:.2f} s, peak RSS {base['rss']:.0f} MiB")
+    print(f"recon: import {t['import']:.2f} s + run {t['run']:.2f} s + report {t['report']:.2f} s = {total:.2f} s "
+          f"→ ratio {total / base['seconds']:.1f}x; re-import {t['reimport']:.3f} s "
+          f"({100 * t['reimport'] / t['import']:.1f} % of the import); peak RSS {row['recon']['rss']:.0f} MiB")
+    if "mariadb" in row:
+        m = row["mariadb"]
+        print(f"MariaDB (dujiaoka kind): {m['rows']:,} orders into the store in {m['seconds']:.2f} s "
+              f"(table holds {m['loaded']:,}), peak RSS {m['rss']:.0f} MiB")
+    got, expected, bare = row["recon"]["counts"], row["expected"], base["counts"]
+    ok = got == expected == bare
+    print(f"counts recon {dict(sorted(got.items()))}\n       seeded {dict(sorted(expected.items()))}\n"
+          f"     baseline {dict(sorted(bare.items()))}\n{'OK' if ok else 'MISMATCH'}")
+    return ok
+
+
+def table(rows: list[dict[str, Any]]) -> None:
+    print("\n| orders | baseline s | import s | run s | report s | recon total s | ratio | s per 1 M | "
+          "re-import s | peak RSS MiB | MariaDB → store s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        t = row["recon"]["times"]
+        total = t["import"] + t["reconcile"]
+        db = f"{row['mariadb']['seconds']:.2f}" if "mariadb" in row else "–"
+        print(f"| {row['n']:,} | {row['baseline']['seconds']:.2f} | {t['import']:.2f} | {t['run']:.2f} | "
+              f"{t['report']:.2f} | {total:.2f} | {total / row['baseline']['seconds']:.1f}x | "
+              f"{total / row['n'] * 1e6:.2f} | {t['reimport']:.3f} | {row['recon']['rss']:.0f} | {db} |")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--orders", type=int, default=100_000)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--orders", type=int, nargs="+", default=[100_000])
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--mariadb", nargs="?", const=DEFAULT_MARIADB, default=None, metavar="DSN",
+                        help=f"also load the orders into MariaDB/MySQL and time reading them (default {DEFAULT_MARIADB})")
     args = parser.parse_args()
-    folder = args.workdir or Path(tempfile.mkdtemp(prefix="recon-bench-"))
-    day = generate(folder, args.orders)
-    (folder / "recon.toml").write_text(CONFIG, encoding="utf-8")
-    config = load_config(folder / "recon.toml")
-    times: dict[str, float] = {}
-
-    baseline = timed("baseline", times, lambda: duckdb.connect().execute(
-        BASELINE.format(statement=day.statement, shop=day.shop_csv)).fetchall())
-
-    def do_import() -> None:
-        with store_lock(config.store_path), open_store(config, write=True) as con:
-            import_file(con, config, "pay", day.statement)
-
-    timed("import", times, do_import)
-    summary, _ = timed("run", times, reconcile, config, __import__("datetime").date.fromisoformat(DAY), None,
-                       "bench", [], None)
-    timed("reimport", times, do_import)
-    recon_total = times["import"] + times["run"]
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"orders {args.orders:,}  folder {folder}")
-    print(f"baseline (DuckDB read_csv + join + classify): {times['baseline']:.2f} s")
-    print(f"recon import {times['import']:.2f} s + run {times['run']:.2f} s = {recon_total:.2f} s "
-          f"→ ratio {recon_total / times['baseline']:.1f}x; re-import {times['reimport']:.3f} s; "
-          f"peak RSS {rss_mb:.0f} MiB")
-    got = {k: v for k, v in summary.counts.items()}
-    expected = day.expected
-    base = {k: int(v) for k, v in baseline}
-    ok = got == expected == base
-    print(f"counts recon {got}\n       seeded {expected}\n     baseline {base}\n{'OK' if ok else 'MISMATCH'}")
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="recon-bench-"))
+    print(f"work folder {root}")
+    rows, ok = [], True
+    for n in args.orders:
+        row = bench_one(n, root / f"n{n}", args.mariadb)
+        ok = report(row) and ok
+        rows.append(row)
+    table(rows)
+    print("OK" if ok else "MISMATCH")
     return 0 if ok else 1
 
 

@@ -22,6 +22,7 @@ from reports.labels import headings
 from reports.model import ReportData
 from reports.xlsx_charts import add_trend_sheet
 from reports.xlsx_sheets import Cells, add_exception_sheets, add_repairs_sheet, code_label, code_order, sheet_name
+from reports.xlsx_stream import Splice, splice
 
 SUMMARY_WIDTHS = (26, 34, 12, 16, 16, 10)
 
@@ -29,12 +30,27 @@ SUMMARY_WIDTHS = (26, 34, 12, 16, 16, 10)
 def render(data: ReportData, out_dir: Path, lang: str) -> list[Path]:
     """Write ``recon_<date>_run<id>.xlsx`` atomically; return its path."""
     target = out_dir / f"recon_{data.business_date.isoformat()}_run{data.run_id}.xlsx"
-    return [write_atomically(target, lambda tmp: build(data, lang).save(tmp))]
+
+    def write(tmp: Path) -> None:
+        splices: list[Splice] = []
+        cells = _cells(data, lang)
+        build(data, lang, splices).save(tmp)
+        splice(tmp, splices, data.zone, cells.h["yes"], cells.h["no"])
+
+    return [write_atomically(target, write)]
 
 
-def build(data: ReportData, lang: str) -> Workbook:
-    """The whole workbook, not yet saved (its sheets stream when it is)."""
-    cells = Cells(lang="en" if lang == "en" else "zh-CN", zone=ZoneInfo(data.zone), h=headings(lang))
+def _cells(data: ReportData, lang: str) -> Cells:
+    return Cells(lang="en" if lang == "en" else "zh-CN", zone=ZoneInfo(data.zone), h=headings(lang))
+
+
+def build(data: ReportData, lang: str, splices: list[Splice] | None = None) -> Workbook:
+    """The whole workbook, not yet saved (its sheets stream when it is).
+
+    With ``splices``, the exception rows are left for ``reports.xlsx_stream.splice`` to write into the
+    saved file (see there); without, every cell goes through openpyxl.
+    """
+    cells = _cells(data, lang)
     book = Workbook(write_only=True)
     used: set[str] = set()
     summary = book.create_sheet(sheet_name(cells.h["summary"], used))
@@ -42,7 +58,7 @@ def build(data: ReportData, lang: str) -> Workbook:
     reserved = set(used)
     names = {code: sheet_name(code_label(code, cells.lang), reserved) for code in code_order(data.exceptions)}
     _summary(summary, data, cells, names)
-    add_exception_sheets(book, data.exceptions, cells, used)
+    add_exception_sheets(book, data.exceptions, cells, used, splices=splices)
     add_repairs_sheet(book, data.repairs, cells, used)
     add_trend_sheet(book, data, cells, used)
     return book

@@ -24,6 +24,7 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from recon.taxonomy import BY_CODE, EXCEPTION_CODES, action, label
 from reports.safe_cell import clean_text, is_formula_like
+from reports.xlsx_stream import Splice, placeholder_row
 
 # Excel's hard limit of rows per sheet (header included). Tests lower it to exercise the split.
 ROW_LIMIT = 1_048_576
@@ -203,18 +204,22 @@ def code_order(frame: pl.DataFrame) -> list[str]:
 
 
 def add_exception_sheets(book: Workbook, frame: pl.DataFrame, cells: Cells, used: set[str],
-                         row_limit: int | None = None) -> dict[str, list[str]]:
-    """One sheet per code (split at the row limit); returns code → its sheet names."""
+                         row_limit: int | None = None, splices: list[Splice] | None = None) -> dict[str, list[str]]:
+    """One sheet per code (split at the row limit); returns code → its sheet names.
+
+    With ``splices``, each sheet gets a placeholder row and its rows are appended to ``splices``, to be
+    written into the saved file by ``reports.xlsx_stream.splice`` (vectorised); else they stream cell by cell.
+    """
     limit = ROW_LIMIT if row_limit is None else row_limit
     out: dict[str, list[str]] = {}
     for code in code_order(frame):
         rows = frame.filter(pl.col("code") == code)
-        out[code] = _code_sheets(book, code, rows, cells, used, limit)
+        out[code] = _code_sheets(book, code, rows, cells, used, limit, splices)
     return out
 
 
 def _code_sheets(book: Workbook, code: str, rows: pl.DataFrame, cells: Cells, used: set[str],
-                 limit: int) -> list[str]:
+                 limit: int, splices: list[Splice] | None = None) -> list[str]:
     sizes = part_sizes(rows.height, limit)
     first = sheet_name(code_label(code, cells.lang), used)
     names = [first] + [sheet_name(f"{fit_name(first, SHEET_NAME_LIMIT - len(f' ({k})'))} ({k})", used)
@@ -229,7 +234,13 @@ def _code_sheets(book: Workbook, code: str, rows: pl.DataFrame, cells: Cells, us
                           cells.note(sheet, cells.h["continued_from"].format(sheet=names[k - 1]))])
         else:
             sheet.append(_header(sheet, cells, EXCEPTION_SHEET_COLUMNS, {}))
-        for row in _rows(rows.slice(offset, size)):
+        if splices is not None and size:
+            part = rows.slice(offset, size)
+            if action_text is not None:
+                part = part.with_columns(suggested_action=pl.lit(action_text, pl.String))
+            splices.append(Splice(len(book.worksheets), part, EXCEPTION_SHEET_COLUMNS))
+            sheet.append(placeholder_row(sheet, cells))
+        for row in _rows(rows.slice(offset, size)) if splices is None else ():
             if action_text is not None:
                 row["suggested_action"] = action_text
             currency = row.get("currency")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 import traceback
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -249,21 +248,16 @@ def test_bulk_read_of_50000_orders_from_mariadb(mariadb_dujiaoka: ShopDb, tmp_pa
     rows = [order_row(f"BULK{i:08d}", f"{i % 1000}.{i % 100:02d}", status=(4, 1, 6, -1)[i % 4],
                       trade_no=f"T{i}", created=f"2026-11-20 {i % 24:02d}:{i % 60:02d}:{i % 59:02d}")
             for i in range(n)]
-    t0 = time.perf_counter()
     con = mariadb_dujiaoka.connect()
     try:
         insert_orders(con, rows)
     finally:
         con.close()
-    t1 = time.perf_counter()
+    # Speed is measured by the benchmark harness (bench/), not here: this checks the bulk read is whole.
     frame = open_shop(dujiaoka_config(tmp_path, mariadb_dujiaoka)).orders_created_between(START, END)
-    t2 = time.perf_counter()
-    print(f"\nMariaDB: inserted {n} orders in {t1 - t0:.2f}s; read them in {t2 - t1:.2f}s "
-          f"({n / (t2 - t1):,.0f} rows/s)")
     assert frame.height == n and frame["order_no"].n_unique() == n
     assert frame["amount"].sum() == sum(Decimal(r[7]) for r in rows)
     assert frame["status"].value_counts().sort("status")["count"].to_list() == [n // 4] * 4
-    assert t2 - t1 < 10
 
 
 # --- reconcile end to end: the MariaDB shop gives what the SQLite demo shop gives -----------------
@@ -390,14 +384,10 @@ def test_bulk_read_of_50000_orders_from_postgresql(postgres_database: ShopDb, tm
                     "'x@y', 1, 'T' || i, 4, timestamp '2026-11-20 00:00:00' + (i %% 86400) * interval '1 second', "
                     "timestamp '2026-11-20 00:00:00' FROM generate_series(1, %s) AS i", [n])
     con.close()
-    t0 = time.perf_counter()
     shop = open_shop(write_config(tmp_path, f'kind = "sql"\nschema = "dujiaoka"\ndsn = "{postgres_database.dsn}"'))
     frame = shop.orders_created_between(START, END)
-    elapsed = time.perf_counter() - t0
-    print(f"\nPostgreSQL: read {n} orders in {elapsed:.2f}s ({n / elapsed:,.0f} rows/s)")
     assert frame.height == n
     assert frame["amount"].sum() == sum(Decimal(i % 1000) + Decimal("0.25") for i in range(1, n + 1))
-    assert elapsed < 10
 
 
 def test_errors_mid_stream_are_shop_errors_and_leave_nothing_open(mariadb_dujiaoka: ShopDb, postgres_database: ShopDb,

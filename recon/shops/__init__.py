@@ -60,6 +60,24 @@ def _completion_repairable(config: Config) -> dict[str, tuple[str, ...]] | None:
     return {"missing_callback": tuple(k for k, v in shop.status_map.items() if v in ("pending", "expired"))}
 
 
+def _export(config: Config) -> ShopAdapter:
+    """The shop's orders table as a bulk export file (recon/shops/export.py)."""
+    from recon.shops.export import ExportShop
+
+    shop = config.shop
+    assert shop.path is not None
+    path = config.resolve(shop.path)
+    if not path.exists():
+        raise ConfigError("shop.path", f"{path} does not exist")
+    if shop.schema_ == "dujiaoka":
+        # Repairs go through the database (shop.dsn); without one an export is read-only.
+        return ExportShop(path, dujiaoka.COLUMNS, dujiaoka.STATUS_MAP, shop.zone, shop.currency,
+                          dujiaoka.GOODS_KIND_MAP, case_insensitive=True,
+                          repairable=dujiaoka.REPAIRABLE if shop.dsn is not None else None, dujiaoka_schema=True)
+    return ExportShop(path, shop.columns, shop.status_map, shop.zone, shop.currency, shop.goods_kind_map,
+                      case_insensitive=shop.order_no_case_insensitive)
+
+
 def _http(config: Config) -> ShopAdapter:
     """A shop's admin API at ``shop.base_url`` (JSON orders mapped by ``columns``)."""
     from recon.shops.http import http_shop
@@ -73,6 +91,7 @@ SHOPS: dict[str, Callable[[Config], ShopAdapter]] = {
     "sql": _sql,
     "dujiaoka": _dujiaoka,
     "http": _http,
+    "export": _export,
 }
 
 

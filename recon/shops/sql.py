@@ -112,51 +112,57 @@ class SqlShop:
         return pl.concat(frames)
 
     def _normalise(self, raw: pl.DataFrame) -> pl.DataFrame:
-        """Cast the shop's values to canonical ones; an unmapped status is an error, not a guess.
+        return normalise_orders(raw, self.name, self._status_map, self._goods_kind_map, self._zone, self._currency)
 
-        Amounts are read as text (DECIMAL values through their exact string form, never float) and
-        cast to MONEY. Times are instants from the shop's wall clock (see ``_instant``).
-        """
-        as_text = {c: pl.col(c).cast(pl.String).str.strip_chars() for c in raw.columns
-                   if not (c in TIME_COLUMNS and raw.schema[c].is_temporal())}
-        frame = raw.with_columns(**as_text)
-        unknown = frame.filter(~pl.col("status").is_in(list(self._status_map)))
-        if unknown.height:
-            raise ShopError(f"shop {self.name!r}: order {unknown['order_no'][0]} has status "
-                            f"{unknown['status'][0]!r}, which shop.status_map does not map")
-        bad_amount = frame.filter(~pl.col("amount").str.contains(AMOUNT_TEXT))
-        if bad_amount.height:
-            raise ShopError(f"shop {self.name!r}: order {bad_amount['order_no'][0]} has amount "
-                            f"{bad_amount['amount'][0]!r}")
-        out = frame.with_columns(
-            shop_status=pl.col("status"),
-            status=pl.col("status").replace_strict(self._status_map, return_dtype=pl.String),
-            amount=pl.col("amount").cast(SHOP_SCHEMA["amount"]),
-            created_at=self._instant("created_at", frame.schema["created_at"]),
-            paid_at=self._instant("paid_at", frame.schema["paid_at"]) if "paid_at" in frame.columns else pl.lit(None),
-            channel_txn_id=pl.col("channel_txn_id").replace("", None) if "channel_txn_id" in frame.columns
-            else pl.lit(None),
-            goods_kind=pl.col("goods_kind").replace(self._goods_kind_map) if "goods_kind" in frame.columns
-            else pl.lit(None),
-            currency=pl.col("currency") if "currency" in frame.columns else pl.lit(self._currency),
-        )
-        return out.select([
-            (pl.col(c) if c in out.columns else pl.lit(None)).cast(t).alias(c) for c, t in SHOP_SCHEMA.items()
-        ])
 
-    def _instant(self, col: str, dtype: pl.DataType) -> pl.Expr:
-        """A shop time → UTC. Naive values (MySQL DATETIME/TIMESTAMP read in the session zone, PostgreSQL
-        ``timestamp``, SQLite text) are the shop's wall clock (dujiaoka stores PRC wall-clock strings);
-        aware values (PostgreSQL ``timestamptz``) are already instants."""
-        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
-            return pl.col(col).dt.convert_time_zone("UTC").dt.cast_time_unit("us")
-        if dtype.is_temporal():
-            local = pl.col(col).cast(pl.Datetime("us"))
-        else:
-            value = pl.col(col).cast(pl.String).str.replace(r"T", " ").str.slice(0, 19)
-            local = value.str.strptime(pl.Datetime("us"), WALL_CLOCK, strict=False)
-        return local.dt.replace_time_zone(self._zone, ambiguous="earliest", non_existent="null").dt.convert_time_zone(
-            "UTC")
+def normalise_orders(raw: pl.DataFrame, name: str, status_map: Mapping[str, str], goods_kind_map: Mapping[str, str],
+                     zone: str, currency: str) -> pl.DataFrame:
+    """Cast the shop's values to canonical ones; an unmapped status is an error, not a guess.
+
+    Amounts are read as text (DECIMAL values through their exact string form, never float) and
+    cast to MONEY. Times are instants from the shop's wall clock (see ``_instant``).
+    """
+    as_text = {c: pl.col(c).cast(pl.String).str.strip_chars() for c in raw.columns
+               if not (c in TIME_COLUMNS and raw.schema[c].is_temporal())}
+    frame = raw.with_columns(**as_text)
+    unknown = frame.filter(~pl.col("status").is_in(list(status_map)))
+    if unknown.height:
+        raise ShopError(f"shop {name!r}: order {unknown['order_no'][0]} has status "
+                        f"{unknown['status'][0]!r}, which shop.status_map does not map")
+    bad_amount = frame.filter(~pl.col("amount").str.contains(AMOUNT_TEXT))
+    if bad_amount.height:
+        raise ShopError(f"shop {name!r}: order {bad_amount['order_no'][0]} has amount "
+                        f"{bad_amount['amount'][0]!r}")
+    out = frame.with_columns(
+        shop_status=pl.col("status"),
+        status=pl.col("status").replace_strict(status_map, return_dtype=pl.String),
+        amount=pl.col("amount").cast(SHOP_SCHEMA["amount"]),
+        created_at=_instant("created_at", frame.schema["created_at"], zone),
+        paid_at=_instant("paid_at", frame.schema["paid_at"], zone) if "paid_at" in frame.columns else pl.lit(None),
+        channel_txn_id=pl.col("channel_txn_id").replace("", None) if "channel_txn_id" in frame.columns
+        else pl.lit(None),
+        goods_kind=pl.col("goods_kind").replace(goods_kind_map) if "goods_kind" in frame.columns
+        else pl.lit(None),
+        currency=pl.col("currency") if "currency" in frame.columns else pl.lit(currency),
+    )
+    return out.select([
+        (pl.col(c) if c in out.columns else pl.lit(None)).cast(t).alias(c) for c, t in SHOP_SCHEMA.items()
+    ])
+
+
+def _instant(col: str, dtype: pl.DataType, zone: str) -> pl.Expr:
+    """A shop time → UTC. Naive values (MySQL DATETIME/TIMESTAMP read in the session zone, PostgreSQL
+    ``timestamp``, SQLite text) are the shop's wall clock (dujiaoka stores PRC wall-clock strings);
+    aware values (PostgreSQL ``timestamptz``) are already instants."""
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+        return pl.col(col).dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    if dtype.is_temporal():
+        local = pl.col(col).cast(pl.Datetime("us"))
+    else:
+        value = pl.col(col).cast(pl.String).str.replace(r"T", " ").str.slice(0, 19)
+        local = value.str.strptime(pl.Datetime("us"), WALL_CLOCK, strict=False)
+    return local.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null").dt.convert_time_zone(
+        "UTC")
 
 
 def _frame(rows: Sequence[Sequence[Any]], names: list[str]) -> pl.DataFrame:

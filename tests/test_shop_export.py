@@ -1,0 +1,68 @@
+"""The ``export`` shop kind: dujiaoka's orders table as a bulk export reads exactly as the table itself."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from recon.config import load_config
+from recon.errors import ShopError
+from recon.shops import open_shop
+from tests.scenario import Scenario
+
+WINDOW = (datetime(2026, 11, 19, tzinfo=UTC), datetime(2026, 11, 22, tzinfo=UTC))
+
+
+def export_orders(scenario: Scenario, target: Path, separator: str = ",") -> None:
+    """The shop's orders table as SELECT * … INTO OUTFILE with a header writes it (\\N for NULL)."""
+    con = sqlite3.connect(scenario.shop_path)
+    cur = con.execute("SELECT * FROM orders")
+    names = [d[0] for d in cur.description]
+    frame = pl.DataFrame([[None if v is None else str(v) for v in row] for row in cur.fetchall()],
+                         schema=names, orient="row")
+    con.close()
+    # a tab-separated export (mysqldump --tab) quotes nothing
+    frame.write_csv(target, separator=separator, null_value=r"\N", quote_style="never" if separator == "\t" else None)
+
+
+def export_config(scenario: Scenario, name: str) -> Path:
+    text = (scenario.folder / "recon.toml").read_text(encoding="utf-8")
+    path = scenario.folder / "export.toml"
+    path.write_text(text.replace('kind = "sqlite"\npath = "shop.sqlite"', f'kind = "export"\npath = "{name}"'),
+                    encoding="utf-8")
+    return path
+
+
+def fill(scenario: Scenario) -> None:
+    scenario.order("A-1", "12.50", trade_no="T1")
+    scenario.order("a-2", "8.00", status=1, created="2026-11-20 23:59:59")
+    scenario.order("A-3", "3.10", status=6, trade_no="T3", created="2026-11-19 08:00:00", goods_type=2)
+    scenario.order("A-4", "1234567.89", status=-1)
+    con = sqlite3.connect(scenario.shop_path)
+    con.execute("UPDATE orders SET deleted_at = '2026-11-20 12:00:00' WHERE order_sn = 'A-4'")
+    con.commit()
+    con.close()
+
+
+@pytest.mark.parametrize("separator", [",", "\t"])
+def test_an_export_reads_like_the_table(scenario: Scenario, separator: str) -> None:
+    fill(scenario)
+    export_orders(scenario, scenario.folder / "orders.csv", separator)
+    from_table = open_shop(scenario.config)
+    from_export = open_shop(load_config(export_config(scenario, "orders.csv")))
+    assert from_export.case_insensitive and from_export.repairable == {}
+    table = from_table.orders_created_between(*WINDOW).sort("order_no")
+    export = from_export.orders_created_between(*WINDOW).sort("order_no")
+    assert export.equals(table) and export["order_no"].to_list() == ["A-1", "A-3", "a-2"]
+    assert from_export.orders_by_no(["A-2", "a-1", "nope"])["order_no"].sort().to_list() == ["A-1", "a-2"]
+
+
+def test_an_export_without_the_columns_is_refused(scenario: Scenario) -> None:
+    (scenario.folder / "orders.csv").write_text("order_sn,status\nA-1,4\n", encoding="utf-8")
+    shop = open_shop(load_config(export_config(scenario, "orders.csv")))
+    with pytest.raises(ShopError, match="not a dujiaoka orders export"):
+        shop.orders_created_between(*WINDOW)
