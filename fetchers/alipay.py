@@ -18,6 +18,7 @@ from fetchers.tabular import (
     amount,
     canonical,
     check_amounts,
+    check_complete,
     decode,
     find_line,
     line_frame,
@@ -97,7 +98,9 @@ def parse(path: Path, raw: bytes, channel: ChannelConfig) -> ParsedStatement:
         rows = _trades(path, cells, channel, footer, end + 1, start + 2)
     account = ACCOUNT.search(preamble)
     merchant = account.group(1) if account else None
-    return ParsedStatement(rows=rows, period=_period(path, preamble), merchant_id=merchant)
+    merchant_line = preamble.count("\n", 0, account.start()) + 1 if account else None
+    return ParsedStatement(rows=check_complete(path, rows), period=_period(path, preamble), merchant_id=merchant,
+                           merchant_line=merchant_line)
 
 
 def _period(path: Path, preamble: str) -> tuple[date, date] | None:

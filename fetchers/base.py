@@ -39,12 +39,13 @@ class ParsedStatement:
 
     ``period`` is the span of business dates the file covers completely (a day bill covers its
     day even when empty); ``None`` when the file does not say, in which case the dates of its rows
-    are taken.
+    are taken. ``merchant_line`` is the line that names ``merchant_id``, for an error about it.
     """
 
     rows: pl.DataFrame
     period: tuple[date, date] | None = None
     merchant_id: str | None = None
+    merchant_line: int | None = None
 
 
 class StatementParser(Protocol):

@@ -11,6 +11,7 @@ from fetchers.tabular import (
     amount,
     canonical,
     check_amounts,
+    check_complete,
     cut_at,
     decode,
     line_frame,
@@ -70,4 +71,4 @@ def parse(path: Path, raw: bytes, channel: ChannelConfig) -> ParsedStatement:
             amount=pl.when(pl.col("kind") == "refund").then(-pl.col("amount").abs()).otherwise(pl.col("amount"))
         )
     rows = canonical(frame)
-    return ParsedStatement(rows=rows.with_columns(natural_key=natural_key(mapping.natural_key)))
+    return ParsedStatement(rows=check_complete(path, rows.with_columns(natural_key=natural_key(mapping.natural_key))))

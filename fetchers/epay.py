@@ -75,7 +75,8 @@ PAID, UNPAID, REFUNDED, FROZEN = "1", "0", "2", "3"
 V2_FILTERED_STATUS = UNPAID
 ROW_STATUS = {PAID: "success", REFUNDED: "refunded", FROZEN: "success"}
 QUERY_STATE = {PAID: "paid", UNPAID: "unpaid", REFUNDED: "refunded", FROZEN: "paid"}
-_AMOUNT = re.compile(r"^-?\d{1,14}(\.\d{1,6})?$")
+# ASCII digits only: \d also takes other scripts' digits ('١', '１'), which the decimal cast refuses.
+_AMOUNT = re.compile(r"^-?[0-9]{1,14}(\.[0-9]{1,6})?$")
 # Printed (redacted, shortened) when an answer is not the JSON expected, so the operator sees what came.
 SNIPPET = 120
 

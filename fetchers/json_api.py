@@ -26,6 +26,8 @@ BODY_DEADLINE_FACTOR = 2.0
 CHUNK = 16384
 # How much of an error body is quoted in a message: enough for the channel's error code and text.
 ERROR_QUOTE = 200
+# What the store's DECIMAL(20,6) holds.
+MAX_AMOUNT = Decimal(10) ** 14
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,10 @@ def quote_error(payload: Any, secrets: Sequence[str]) -> str:
 
 
 def minor_to_major(value: Any, exponent: int, what: str, channel: str) -> Decimal:
-    """An integer amount in minor units as an exact Decimal in major units."""
+    """An integer amount in minor units as an exact Decimal in major units (within the store's DECIMAL(20,6))."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise FetchError(channel, f"{what}: {value!r} is not an integer amount in minor units")
-    return Decimal(value).scaleb(-exponent)
+        raise FetchError(channel, f"{what}: {str(value)[:40]!r} is not an integer amount in minor units")
+    amount = Decimal(value).scaleb(-exponent)
+    if abs(amount) >= MAX_AMOUNT:
+        raise FetchError(channel, f"{what}: {value} minor units is out of range")
+    return amount

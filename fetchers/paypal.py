@@ -29,7 +29,17 @@ import polars as pl
 
 from fetchers.base import MONEY, ParsedStatement
 from fetchers.paypal_api import PaypalFetcher, exponent_expr, order_field
-from fetchers.tabular import canonical, decode, line_frame, natural_key, pick_columns, split_csv, split_lines, text
+from fetchers.tabular import (
+    canonical,
+    check_complete,
+    decode,
+    line_frame,
+    natural_key,
+    pick_columns,
+    split_csv,
+    split_lines,
+    text,
+)
 from recon.config import ChannelConfig
 from recon.errors import InputError
 
@@ -38,7 +48,8 @@ ENCODINGS = ("utf-8-sig",)
 # Date-times carry an offset without a colon: 2024/08/20 00:01:17 -0700.
 TIME_FORMAT = "%Y/%m/%d %H:%M:%S %z"
 RECORD_TYPES = ("RH", "FH", "SH", "CH", "SB", "SF", "SC", "RF", "RC", "FF")
-UNSIGNED = r"^\d{1,18}$"
+# ASCII digits: the regex engine's \d also takes other scripts' digits, which the integer cast refuses.
+UNSIGNED = r"^[0-9]{1,18}$"
 DIRECTIONS = ("CR", "DR")
 
 COLUMNS = {
@@ -79,8 +90,18 @@ def parse_settlement_report(path: Path, raw: bytes, channel: ChannelConfig) -> P
     cells = cells.with_columns(section=body["section"])
     frame = _transactions(path, cells, cols, channel)
     _check_footers(path, records, frame)
-    return ParsedStatement(rows=canonical(frame), period=_period(path, records, channel.zone),
-                           merchant_id=_field(records, "RH", 3) or _field(records, "SH", 3))
+    merchant, merchant_line = _merchant(records)
+    return ParsedStatement(rows=check_complete(path, canonical(frame)), period=_period(path, records, channel.zone),
+                           merchant_id=merchant, merchant_line=merchant_line)
+
+
+def _merchant(records: pl.DataFrame) -> tuple[str | None, int | None]:
+    """The account id of the RH record (else of the first SH) and its line."""
+    for kind in ("RH", "SH"):
+        account = _field(records, kind, 3)
+        if account:
+            return account, int(records.filter(pl.col("type") == kind)["line_no"][0])
+    return None, None
 
 
 def _records(path: Path, lines: pl.Series) -> pl.DataFrame:

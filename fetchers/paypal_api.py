@@ -25,12 +25,16 @@ from fetchers.http import ChannelSession
 from fetchers.json_api import call_json, quote_error
 from recon.config import ChannelConfig
 from recon.errors import ConfigError, FetchError, NotReady
+from recon.secrets import basic_credential
 
 DEFAULT_API_BASE = "https://api-m.paypal.com"
 ORDER_FIELDS = {"invoice_id": ("Invoice ID",), "custom_field": ("Custom Field",)}
 PAGE_SIZE = 500
 MAX_WINDOW = timedelta(days=31)
 MAX_PAGES = 1000
+# What the store's DECIMAL(20,6) holds.
+MAX_AMOUNT = Decimal(10) ** 14
+SMALLEST_UNIT = Decimal("0.000001")
 # ISO times with an offset without a colon: 2019-06-04T01:27:43+0000 (strptime's %z reads both forms).
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 # PayPal's currencies without decimals (developer.paypal.com/api/rest/reference/currency-codes/).
@@ -122,10 +126,13 @@ class PaypalFetcher:
             if page == 1:
                 self._check_refreshed(answer, end)
             details = answer.get("transaction_details")
-            if not isinstance(details, list):
-                raise FetchError(self.channel.id, "transaction search: the answer has no transaction_details list")
+            if not isinstance(details, list) or not all(isinstance(d, dict) for d in details):
+                raise FetchError(self.channel.id, "transaction search: the answer has no transaction_details list "
+                                                  "of objects")
             found.extend(details)
-            total = int(answer.get("total_pages") or 1)
+            total = answer.get("total_pages") or 1
+            if not isinstance(total, int) or isinstance(total, bool):
+                raise FetchError(self.channel.id, f"transaction search: total_pages {total!r} is not a number")
             page += 1
         return found
 
@@ -143,14 +150,20 @@ class PaypalFetcher:
         txn = str(info.get("transaction_id") or "")
         if not txn:
             raise FetchError(self.channel.id, "a transaction without transaction_id")
-        money = info.get("transaction_amount") or {}
+        money = _object(info.get("transaction_amount"), self.channel.id, f"{txn} transaction_amount")
         amount = _decimal(money.get("value"), self.channel.id, f"{txn} transaction_amount")
-        fee = _decimal((info.get("fee_amount") or {}).get("value", "0"), self.channel.id, f"{txn} fee_amount")
+        fee_amount = _object(info.get("fee_amount"), self.channel.id, f"{txn} fee_amount")
+        fee = _decimal(fee_amount.get("value", "0"), self.channel.id, f"{txn} fee_amount")
         code = str(info.get("transaction_event_code") or "")
         kind = kind_of(code, amount)
         at = _time(str(info.get("transaction_initiation_date") or ""), self.channel.id, f"{txn} initiation date")
+        try:
+            local = at.astimezone(ZoneInfo(self.channel.zone))
+        except OverflowError:
+            raise FetchError(self.channel.id, f"{txn} initiation date {at} is out of range") from None
         reference = info.get("paypal_reference_id") if info.get("paypal_reference_id_type") == "TXN" else None
         payer = detail.get("payer_info") if isinstance(detail.get("payer_info"), dict) else {}
+        counterparty = payer.get("email_address") or payer.get("account_id")
         return {
             "kind": kind,
             "order_no": str(info[self.field]) if info.get(self.field) else None,
@@ -161,8 +174,8 @@ class PaypalFetcher:
             "fee": -fee,  # PayPal writes a charged fee negative; canonical fee is positive when charged
             "status": STATUSES.get(str(info.get("transaction_status")), "pending"),
             "occurred_at": at,
-            "business_date": at.astimezone(ZoneInfo(self.channel.zone)).date(),
-            "counterparty": payer.get("email_address") or payer.get("account_id"),
+            "business_date": local.date(),
+            "counterparty": None if counterparty is None else str(counterparty),
             "line_no": None,
             "natural_key": f"{txn}|{code}",
             "upstream_txn_id": None,
@@ -192,13 +205,17 @@ class PaypalFetcher:
         if answer.status != 200 or not isinstance(token, str) or not token:
             raise FetchError(self.channel.id, f"OAuth token request refused (HTTP {answer.status}): "
                                               f"{quote_error(_paypal_error(answer.payload), self._secrets())}")
-        lifetime = float(payload.get("expires_in") or 0)
+        try:
+            lifetime = float(payload.get("expires_in") or 0)
+        except (TypeError, ValueError):
+            lifetime = 0.0  # renewed on every call rather than trusted
         self._tokens.append(token)
         self._token = (token, clock.monotonic() + max(0.0, lifetime - TOKEN_MARGIN))
         return token
 
     def _secrets(self) -> list[str]:
-        return [self.client_secret, *self._tokens]
+        # the token endpoint gets Basic auth: base64(client_id:client_secret), which a server may echo
+        return [self.client_secret, basic_credential(self.client_id, self.client_secret), *self._tokens]
 
 
 def _paypal_error(payload: Any) -> Any:
@@ -209,20 +226,30 @@ def _paypal_error(payload: Any) -> Any:
     return {k: payload[k] for k in keys if k in payload} or payload
 
 
+def _object(value: Any, channel: str, what: str) -> dict[str, Any]:
+    """A JSON object field (absent counts as empty)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise FetchError(channel, f"{what}: {str(value)[:40]!r} is not an object")
+    return value
+
+
 def _decimal(value: Any, channel: str, what: str) -> Decimal:
+    """An amount that fits the store's DECIMAL(20,6) exactly."""
     try:
         result = Decimal(str(value))
     except InvalidOperation:
-        raise FetchError(channel, f"{what}: {value!r} is not an amount") from None
-    if not result.is_finite():
-        raise FetchError(channel, f"{what}: {value!r} is not an amount")
+        raise FetchError(channel, f"{what}: {str(value)[:40]!r} is not an amount") from None
+    if not result.is_finite() or abs(result) >= MAX_AMOUNT or result != result.quantize(SMALLEST_UNIT):
+        raise FetchError(channel, f"{what}: {str(value)[:40]!r} is not an amount")
     return result
 
 
 def _time(value: str, channel: str, what: str) -> datetime:
     try:
         return datetime.strptime(value, TIME_FORMAT).astimezone(UTC)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise FetchError(channel, f"{what}: {value!r} is not a time like 2019-06-04T01:27:43+0000") from None
 
 

@@ -8,6 +8,7 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from recon.errors import InputError
 
@@ -17,6 +18,7 @@ UTF8_NAME_FLAG = 0x800
 # No real day bill comes near this; a larger entry is treated as hostile.
 MAX_ENTRY_BYTES = 1 << 30
 MAX_RATIO = 200
+READ_CHUNK = 1 << 20
 # What zipfile lets escape from a damaged archive besides BadZipFile: corrupt deflate/lzma streams raise
 # the codec's own error, an unknown compression method NotImplementedError, bad offsets ValueError.
 _DAMAGE = (zipfile.BadZipFile, EOFError, OSError, RuntimeError, ValueError, NotImplementedError, zlib.error,
@@ -31,6 +33,21 @@ def entry_name(info: zipfile.ZipInfo) -> str:
         return info.filename.encode("cp437").decode("gb18030")
     except (UnicodeEncodeError, UnicodeDecodeError):
         return info.filename
+
+
+def _read_bounded(stream: IO[bytes]) -> bytes:
+    """The entry's bytes, holding one copy of them at most.
+
+    zipfile inflates as much as one ``read(n)`` asks for before cutting it to the declared size, and zlib
+    assembles a large result from blocks (a second copy): a lying header would cost the whole bomb. Small reads
+    into a BytesIO, whose ``getvalue`` hands over its buffer without copying, keep the peak near the entry's size.
+    """
+    out = io.BytesIO()
+    while chunk := stream.read(READ_CHUNK):
+        out.write(chunk)
+        if out.tell() > MAX_ENTRY_BYTES:
+            break
+    return out.getvalue()
 
 
 def read_entry(path: Path, raw: bytes, choose: Callable[[str], bool]) -> tuple[str, bytes]:
@@ -49,7 +66,7 @@ def read_entry(path: Path, raw: bytes, choose: Callable[[str], bool]) -> tuple[s
         raise InputError(path, f"zip entry {picked[0]!r} would expand to {info.file_size} bytes: refused")
     try:
         with archive.open(info) as stream:
-            data = stream.read(MAX_ENTRY_BYTES + 1)
+            data = _read_bounded(stream)
     except _DAMAGE as exc:
         raise InputError(path, f"zip entry {picked[0]!r} is damaged ({exc})") from None
     if len(data) > MAX_ENTRY_BYTES:

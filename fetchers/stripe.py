@@ -18,6 +18,7 @@ from fetchers.tabular import (
     amount,
     canonical,
     check_amounts,
+    check_complete,
     decode,
     line_frame,
     natural_key,
@@ -99,7 +100,7 @@ def parse_balance_report(path: Path, raw: bytes, channel: ChannelConfig) -> Pars
         .then(text(cols["source_id"]) if "source_id" in cols else pl.col("txn")).otherwise(None),
     )
     # balance_transaction_id names one movement of the balance: the record's key.
-    return ParsedStatement(rows=canonical(frame.with_columns(natural_key=natural_key(["txn"]))))
+    return ParsedStatement(rows=check_complete(path, canonical(frame.with_columns(natural_key=natural_key(["txn"])))))
 
 
 def _refuse_decimal_comma(path: Path, cells: pl.DataFrame, money: list[str]) -> None:

@@ -77,6 +77,7 @@ class StripeFetcher:
         end = datetime.combine(day + timedelta(days=1), time(), zone)
         records: list[dict[str, Any]] = []
         after: str | None = None
+        cursors: set[str] = set()
         for _ in range(MAX_PAGES):
             params: dict[str, Any] = {"created[gte]": int(start.timestamp()), "created[lt]": int(end.timestamp()),
                                       "limit": PAGE_LIMIT, "expand[]": "data.source"}
@@ -84,12 +85,15 @@ class StripeFetcher:
                 params["starting_after"] = after
             page = self._get("/v1/balance_transactions", params)
             data = page.get("data")
-            if not isinstance(data, list):
-                raise FetchError(self.channel.id, "balance_transactions: the answer has no 'data' list")
+            if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+                raise FetchError(self.channel.id, "balance_transactions: the answer has no 'data' list of objects")
             records.extend(data)
             if not page.get("has_more") or not data:
                 break
             after = str(data[-1].get("id"))
+            if after in cursors:
+                raise FetchError(self.channel.id, "balance_transactions: the same page came back twice; stopped")
+            cursors.add(after)
         else:
             raise FetchError(self.channel.id, f"balance_transactions: more than {MAX_PAGES} pages for {day}")
         rows = pl.DataFrame([self._row(r) for r in records], schema=CANONICAL_SCHEMA, orient="row")
@@ -135,10 +139,11 @@ class StripeFetcher:
         kind = CATEGORY_KINDS.get(category, "adjustment")
         source = record.get("source") if isinstance(record.get("source"), dict) else {}
         source_id = source.get("id") if source else record.get("source")
-        created = record.get("created")
-        if not isinstance(created, int):
-            raise FetchError(self.channel.id, f"balance transaction {record.get('id')!r}: 'created' is not a time")
-        at = datetime.fromtimestamp(created, UTC)
+        instant = _instant(record.get("created"), self.channel.zone)
+        if instant is None:
+            raise FetchError(self.channel.id, f"balance transaction {str(record.get('id'))[:40]!r}: 'created' "
+                                              f"{str(record.get('created'))[:40]!r} is not a time")
+        at, day = instant
         payment = source.get("payment_intent") or (source.get("charge") if kind == "refund" else source_id)
         return {
             "kind": kind,
@@ -150,7 +155,7 @@ class StripeFetcher:
             "fee": minor_to_major(record.get("fee", 0), places, "fee", self.channel.id),
             "status": "success",  # pending and available both mean the money moved
             "occurred_at": at,
-            "business_date": at.astimezone(ZoneInfo(self.channel.zone)).date(),
+            "business_date": day,
             "counterparty": None,
             "line_no": None,
             "natural_key": str(record.get("id")),
@@ -183,6 +188,17 @@ class StripeFetcher:
             raise FetchError(self.channel.id, f"GET {path} answered HTTP {answer.status}: "
                                               f"{_stripe_error(answer.payload, [self.key, *self.session.secrets])}")
         return answer.payload
+
+
+def _instant(value: Any, zone: str) -> tuple[datetime, date] | None:
+    """A Unix timestamp as (UTC instant, its date in ``zone``); None when it is not one."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    try:
+        at = datetime.fromtimestamp(value, UTC)
+        return at, at.astimezone(ZoneInfo(zone)).date()
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _stripe_error(payload: Any, secrets: list[str]) -> str:

@@ -18,7 +18,8 @@ import polars as pl
 from fetchers.base import CANONICAL_SCHEMA, MONEY
 from recon.errors import InputError
 
-_AMOUNT = r"^[-+]?\d{1,14}(\.\d{1,6})?$"
+# ASCII digits only: the regex engine's \d also takes other scripts' digits ('١', '１'), which the cast refuses.
+_AMOUNT = r"^[-+]?[0-9]{1,14}(\.[0-9]{1,6})?$"
 # Characters banks and spreadsheets wrap around amounts: currency signs, thousands commas, spaces.
 _AMOUNT_NOISE = r"[¥￥$,\s]"
 # Cells that channels pad to stop Excel from mangling long numbers: TAB (Alipay), backtick (WeChat).
@@ -30,6 +31,10 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # so a row cut short is only seen by this cell landing in the wrong column.
 _ROW_END = "\x1f"
 _ROW_END_COLUMN = "\x1frow end"
+# No statement line comes near this. A longer one (a binary file, a bill whose line breaks were lost, a
+# hostile file) is refused before decoding, which would otherwise copy it several times over; it also keeps
+# every CSV field below the csv module's field limit (131 072 characters).
+MAX_LINE_BYTES = 128 * 1024
 
 
 def decode(raw: bytes, path: Path, encodings: Sequence[str]) -> str:
@@ -38,6 +43,7 @@ def decode(raw: bytes, path: Path, encodings: Sequence[str]) -> str:
     The bad byte reported is the one the encoding that got furthest stopped at: a GBK bill fails as UTF-8
     on its first Chinese character, but the damage is where GB18030 fails.
     """
+    check_line_lengths(raw, path)
     furthest = -1
     for enc in encodings:
         try:
@@ -47,6 +53,40 @@ def decode(raw: bytes, path: Path, encodings: Sequence[str]) -> str:
             furthest = max(furthest, len(raw) - len(exc.object) + exc.start)
     line = raw.count(b"\n", 0, furthest) + 1
     raise InputError(path, f"cannot be decoded as {' or '.join(encodings)} (byte {furthest})", line)
+
+
+def check_line_lengths(raw: bytes, path: Path) -> None:
+    """Refuse ``raw`` at its first line of ``MAX_LINE_BYTES`` or more, without copying it.
+
+    Such a line holds a whole aligned window of half the limit without a line break, so only windows
+    without one are measured, each at most a limit's length either way: linear in the file's size.
+    """
+    window = MAX_LINE_BYTES // 2
+    for start in range(0, len(raw), window):
+        end = start + window
+        if _break_in(raw, start, end) >= 0:
+            continue
+        before = max(0, start - MAX_LINE_BYTES)
+        line_start = _last_break(raw, before, start) + 1 or before
+        after = _break_in(raw, end, end + MAX_LINE_BYTES)
+        line_end = after if after >= 0 else min(len(raw), end + MAX_LINE_BYTES)
+        if line_end - line_start < MAX_LINE_BYTES:
+            continue
+        line_start = _last_break(raw, 0, start) + 1
+        breaks = raw.count(b"\n", 0, line_start) + raw.count(b"\r", 0, line_start) - raw.count(b"\r\n", 0, line_start)
+        raise InputError(path, f"a line of {MAX_LINE_BYTES} bytes or more: not a statement (or its line breaks "
+                               "were lost)", breaks + 1)
+
+
+def _break_in(raw: bytes, start: int, end: int) -> int:
+    """Index of the first CR or LF in ``raw[start:end]``, or -1."""
+    found = [i for i in (raw.find(b"\n", start, end), raw.find(b"\r", start, end)) if i >= 0]
+    return min(found, default=-1)
+
+
+def _last_break(raw: bytes, start: int, end: int) -> int:
+    """Index of the last CR or LF in ``raw[start:end]``, or -1."""
+    return max(raw.rfind(b"\n", start, end), raw.rfind(b"\r", start, end))
 
 
 def normalise_header(name: str) -> str:
@@ -72,8 +112,12 @@ def line_frame(lines: pl.Series, start: int, end: int) -> pl.DataFrame:
 
 def split_csv(path: Path, header_line: str, body: pl.DataFrame, delimiter: str = ",") -> pl.DataFrame:
     """Split quoted CSV lines into string columns named by the (normalised) header."""
-    header = _header_names(next(csv.reader([header_line], delimiter=delimiter), []))
-    _check_header(path, header, int(body["line_no"].min() or 1) - 1)
+    header_no = int(body["line_no"].min() or 1) - 1
+    try:
+        header = _header_names(next(csv.reader([header_line], delimiter=delimiter), []))
+    except csv.Error as exc:
+        raise InputError(path, f"the header line cannot be read as CSV ({exc})", max(header_no, 1)) from None
+    _check_header(path, header, header_no)
     if body.is_empty():
         return pl.DataFrame(schema={**{h: pl.String for h in header}, "line_no": pl.Int64})
     text = (body["text"] + delimiter + _ROW_END).str.join("\n").item() + "\n"
@@ -173,9 +217,12 @@ def parse_times(path: Path, cells: pl.DataFrame, col: str, fmt: str, zone: str) 
     if bad.height:
         raise InputError(path, f"{col}: {bad[col][0]!r} is not a time in the format {fmt}", int(bad["line_no"][0]))
     zoned = pl.col("_local").dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
-    return out.with_columns(
-        occurred_at=zoned.dt.convert_time_zone("UTC"), business_date=zoned.dt.date()
-    ).drop("_local")
+    out = out.with_columns(occurred_at=zoned.dt.convert_time_zone("UTC"), business_date=zoned.dt.date())
+    skipped = out.filter(pl.col("occurred_at").is_null())
+    if skipped.height:
+        raise InputError(path, f"{col}: {skipped[col][0]!r} does not exist in {zone} (its clocks skip that time)",
+                         int(skipped["line_no"][0]))
+    return out.drop("_local")
 
 
 def natural_key(columns: Sequence[str]) -> pl.Expr:
@@ -190,6 +237,21 @@ def canonical(frame: pl.DataFrame) -> pl.DataFrame:
         for name, dtype in CANONICAL_SCHEMA.items()
     ]
     return frame.select(exprs)
+
+
+# What a stored row cannot do without: it would never be reconciled, or never be told from another row.
+_REQUIRED = {"amount": "an amount", "occurred_at": "a time", "business_date": "a business date", "kind": "a kind",
+             "natural_key": "a record key"}
+
+
+def check_complete(path: Path, rows: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` when every row has what it needs; else the line of the first that does not (an empty cell)."""
+    for column, what in _REQUIRED.items():
+        missing = rows.filter(pl.col(column).is_null())
+        if missing.height:
+            line = missing["line_no"][0]
+            raise InputError(path, f"a row without {what} (is its cell empty?)", None if line is None else int(line))
+    return rows
 
 
 def find_line(lines: pl.Series, pattern: str, start: int = 0) -> int | None:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeGuard
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -153,9 +153,9 @@ class TronFetcher:
     def _amount(self, record: dict[str, Any], token: dict[str, Any], tx: str) -> str:
         """``value`` (base units) ÷ 10^decimals as an exact decimal string."""
         value, decimals = _text(record.get("value")), _text(token.get("decimals", 6))
-        if not value or not value.isdigit() or not decimals or not decimals.isdigit():
-            raise FetchError(self.channel.id, f"trc20: transfer {tx}: value {value!r} / decimals {decimals!r} "
-                                              "is not a base-unit amount")
+        if not _digits(value, 40) or not _digits(decimals, 2):
+            raise FetchError(self.channel.id, f"trc20: transfer {tx}: value {str(value)[:40]!r} / decimals "
+                                              f"{str(decimals)[:40]!r} is not a base-unit amount")
         amount = Decimal(value).scaleb(-int(decimals))
         try:
             exact = amount.quantize(Decimal("0.000001"))
@@ -167,8 +167,9 @@ class TronFetcher:
 
     def _block_ms(self, record: dict[str, Any], tx: str) -> int:
         text = _text(record.get("block_timestamp"))
-        if not text or not text.isdigit():
-            raise FetchError(self.channel.id, f"trc20: transfer {tx}: block_timestamp {text!r} is not milliseconds")
+        if not _digits(text, 13):  # milliseconds up to the year 2286
+            raise FetchError(self.channel.id, f"trc20: transfer {tx}: block_timestamp {str(text)[:40]!r} is not "
+                                              "milliseconds")
         return int(text)
 
     def _get(self, url: str, params: dict[str, str]) -> dict[str, Any]:
@@ -200,6 +201,11 @@ class TronFetcher:
 
 def _ms(at: datetime) -> int:
     return int(at.timestamp()) * 1000
+
+
+def _digits(text: str | None, most: int) -> TypeGuard[str]:
+    """Between 1 and ``most`` ASCII digits (str.isdigit also takes '²' and other scripts' digits)."""
+    return text is not None and 0 < len(text) <= most and text.isascii() and text.isdigit()
 
 
 def _text(value: Any) -> str | None:

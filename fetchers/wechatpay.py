@@ -15,6 +15,7 @@ from fetchers.tabular import (
     amount,
     canonical,
     check_amounts,
+    check_complete,
     decode,
     find_line,
     line_frame,
@@ -97,10 +98,27 @@ def parse(path: Path, raw: bytes, channel: ChannelConfig) -> ParsedStatement:
         **{c: text(cols[c]) for c in ("order_no", "channel_txn_id", "counterparty") if c in cols},
     )
     _check_totals(path, cells, cols, lines[summary], lines[summary + 1], summary + 2)
-    merchants = text(cols["merchant_id"]).drop_nulls().unique() if "merchant_id" in cols else None
-    merchant = cells.select(merchants)[:, 0].to_list() if merchants is not None else []
+    merchant, merchant_line = _merchant(path, cells, cols)
     rows = canonical(frame).with_columns(natural_key=natural_key(["kind", "channel_txn_id", "refund_id"]))
-    return ParsedStatement(rows=rows, merchant_id=merchant[0] if len(merchant) == 1 else None)
+    return ParsedStatement(rows=check_complete(path, rows), merchant_id=merchant, merchant_line=merchant_line)
+
+
+def _merchant(path: Path, cells: pl.DataFrame, cols: dict[str, str]) -> tuple[str | None, int | None]:
+    """The bill's 商户号 and the first line naming it; a bill whose rows name two is refused.
+
+    Rows of two merchants mean an edited or merged file: which rows are ours cannot be told, so none is taken.
+    """
+    if "merchant_id" not in cols:
+        return None, None
+    named = cells.select(text(cols["merchant_id"]).alias("merchant"), "line_no").drop_nulls("merchant")
+    if named.is_empty():
+        return None, None
+    first, line = named.row(0)
+    other = named.filter(pl.col("merchant") != first)
+    if other.height:
+        raise InputError(path, f"rows of more than one 商户号: {first} (line {line}) and {other['merchant'][0]}",
+                         int(other["line_no"][0]))
+    return str(first), int(line)
 
 
 def _check_totals(path: Path, cells: pl.DataFrame, cols: dict[str, str], header: str, values: str,

@@ -61,6 +61,10 @@ def quarantine(config: Config, name: str, raw: bytes | None, source: Path | None
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     target = folder / f"{stamp}_{Path(name).name}"
+    copy = 1
+    while target.exists():  # two refused files of one name in one second (e.g. a/bill.csv and b/bill.csv)
+        copy += 1
+        target = folder / f"{stamp}-{copy}_{Path(name).name}"
     if source is not None:
         shutil.move(source, target)
     elif raw is not None:

@@ -13,6 +13,7 @@ import duckdb
 from fetchers import PARSERS, ParsedStatement
 from recon.config import ChannelConfig, Config
 from recon.errors import InputError
+from recon.faults import crash_point, pause_point
 
 
 @dataclass
@@ -27,7 +28,8 @@ class ImportOutcome:
     rows_total: int = 0
     rows_new: int = 0
     rows_duplicate: int = 0
-    duplicates: list[tuple[int, str]] = field(default_factory=list)  # (line, "file:line" it repeats)
+    # (line, "file:line" it repeats); API records have no line (None)
+    duplicates: list[tuple[int | None, str]] = field(default_factory=list)
     period: tuple[date, date] | None = None
 
 
@@ -75,21 +77,35 @@ def prepare_import(con: duckdb.DuckDBPyConnection, config: Config, channel_id: s
         if seen[1] != channel_id:
             raise InputError(path, f"this file was already imported for channel {seen[1]!r} (import #{seen[0]})")
         return ImportOutcome(str(path), channel_id, digest, int(seen[0]), already_imported=True)
-    parsed = PARSERS[channel.kind](path, raw, channel)
-    check_merchant(path, channel, parsed)
-    return PreparedImport(channel_id, path, digest, raw, parsed)
+    try:
+        parsed = PARSERS[channel.kind](path, raw, channel)
+        check_merchant(path, channel, parsed)
+    except InputError as exc:
+        refused = exc
+    else:
+        return PreparedImport(channel_id, path, digest, raw, parsed)
+    # The parser's frames in the traceback hold the file's bytes; callers quarantine a copy of a refused file,
+    # and a large one must not be in memory twice then.
+    del raw
+    raise refused.with_traceback(None)
 
 
 # Alipay bills name the account as the 16-digit PID followed by "0156"; configs may give either form.
 ALIPAY_ACCOUNT_SUFFIX = "0156"
 
 
+# The ``api`` identifier that names the merchant a channel's bills belong to, when merchant_id is not set.
+API_MERCHANT_KEY = {"wechatpay": "mchid"}  # 商户号: what the bill's rows and the fetcher's check use
+
+
 def check_merchant(path: Path, channel: ChannelConfig, parsed: ParsedStatement) -> None:
-    """A bill of another merchant is never imported for this channel."""
-    expected, found = channel.merchant_id, parsed.merchant_id
+    """A bill of another merchant is never imported for this channel (by hand no more than fetched)."""
+    expected = channel.merchant_id or channel.api.get(API_MERCHANT_KEY.get(channel.kind, ""))
+    found = parsed.merchant_id
     if not expected or not found or found in (expected, expected + ALIPAY_ACCOUNT_SUFFIX):
         return
-    raise InputError(path, f"bill of merchant {found}, but channel {channel.id!r} is merchant {expected}")
+    raise InputError(path, f"bill of merchant {found}, but channel {channel.id!r} is merchant {expected}",
+                     parsed.merchant_line)
 
 
 def store_import(con: duckdb.DuckDBPyConnection, config: Config, prepared: PreparedImport,
@@ -156,11 +172,14 @@ def store_parsed(con: duckdb.DuckDBPyConnection, channel_id: str, path: Path, di
             """
             INSERT INTO import_duplicates
             SELECT $import_id, line_no, $channel, natural_key,
-                   coalesce(held_at, $name || ':' || first_line::VARCHAR)
+                   coalesce(held_at, $name || ':' || coalesce(first_line::VARCHAR, '?'))
             FROM incoming_ranked WHERE nth > 1 OR held_at IS NOT NULL
             """,
             {"channel": channel_id, "import_id": import_id, "name": path.name},
         )
+        # Rows written, the imports ledger row not yet: a crash here must roll all of it back.
+        crash_point("import_mid_store")
+        pause_point("import_mid_store")
         dupes = con.execute(
             "SELECT line_no, duplicate_of FROM import_duplicates WHERE import_id = ? ORDER BY line_no", [import_id]
         ).fetchall()
@@ -177,6 +196,8 @@ def store_parsed(con: duckdb.DuckDBPyConnection, channel_id: str, path: Path, di
         raise
     finally:
         con.unregister("incoming")
+    crash_point("import_after_commit")  # stored, but the caller has not reported it (nor moved an inbox file)
     return ImportOutcome(str(path), channel_id, digest, import_id, already_imported=False, rows_total=total,
                          rows_new=total - len(dupes), rows_duplicate=len(dupes),
-                         duplicates=[(int(line), str(of)) for line, of in dupes], period=period)
+                         duplicates=[(None if line is None else int(line), str(of)) for line, of in dupes],
+                         period=period)
