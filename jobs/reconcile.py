@@ -12,7 +12,7 @@ import duckdb
 from recon.config import Config
 from recon.fetching import fetch_channel
 from recon.lock import store_lock
-from recon.pipeline import RunSummary, count_needing_person, run
+from recon.pipeline import RunSummary, count_needing_person, finish_run, run
 from recon.progress import steps
 from recon.repair.run import repair
 from recon.repair.shop import open_repairer
@@ -53,14 +53,16 @@ def reconcile_when(guard: Guard | None, after: After | None, config: Config, day
                 return None
             chosen = [config.channel(c) for c in channel_ids] if channel_ids else list(config.channels)
             fetched = [fetch_channel(con, config, ch, day) for ch in steps(chosen, f"fetch {day}")] if fetch else []
-            summary = run(con, config, day, channel_ids, command)
+            summary = run(con, config, day, channel_ids, command, finish=not apply)
             summary.fetch = fetched
             if apply:
-                # Plan → act before the reports, so the workbook shows what was repaired.
+                # Plan → act before the reports, so the workbook shows what was repaired. The run is
+                # succeeded only once its repairs are done: killed in between, it is marked aborted.
                 report = repair(con, config, open_repairer(config), None, True, actor)
                 summary.repair_report = report
                 summary.repairs = report.counts()
                 summary.needs_person = count_needing_person(con, summary.channels)
+                finish_run(con, summary.run_id)
             if after is not None:
                 after(con, summary)
             data = load_report(con, None, summary.run_id, config.shop.zone)

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -48,6 +49,16 @@ def describe(info: dict[str, object]) -> str:
             f"started {info.get('started_at', '?')}")
 
 
+def _holder_soon(path: Path, wait: float = 1.0) -> dict[str, object]:
+    """The holder's details; a holder that has only just taken the lock gets a moment to write them."""
+    deadline = time.monotonic() + wait
+    while True:
+        info = read_holder(path)
+        if info or time.monotonic() >= deadline:
+            return info
+        time.sleep(0.01)
+
+
 def describe_holder(path: Path) -> str:
     return describe(read_holder(path))
 
@@ -75,7 +86,7 @@ def held(path: Path, command: str | None, what: str) -> Iterator[dict[str, objec
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise LockBusy(f"{what} is locked by {describe_holder(path)}; try again when it has finished") from None
+            raise LockBusy(f"{what} is locked by {describe(_holder_soon(path))}; try again when it has finished") from None
         left = read_holder(path)
         holder: dict[str, object] = {
             "pid": os.getpid(),
@@ -88,8 +99,10 @@ def held(path: Path, command: str | None, what: str) -> Iterator[dict[str, objec
             holder["recovered_from"] = left
             log.warning("%s: taking over a lock left by %s, which ended without releasing it", what, describe(left),
                         extra={"stale_lock": left})
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        # Written first, then cut to length: a refused process never reads an empty file mid-way.
+        data = json.dumps(holder).encode()
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
         os.fsync(fd)
         try:
             yield holder

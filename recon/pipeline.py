@@ -121,8 +121,13 @@ def channel_complete(con: duckdb.DuckDBPyConnection, channel_id: str, day: date)
 
 
 def run(con: duckdb.DuckDBPyConnection, config: Config, day: date, channel_ids: list[str] | None,
-        command: str) -> RunSummary:
-    """Reconcile ``day`` for the channels (all when None). Results and ledger change in one transaction."""
+        command: str, finish: bool = True) -> RunSummary:
+    """Reconcile ``day`` for the channels (all when None). Results and ledger change in one transaction.
+
+    With ``finish=False`` the run stays ``running`` after that commit: the caller does more of the
+    run's work (repairs) and calls ``finish_run``; a crash in between leaves it to be marked aborted,
+    so the scheduler does not take the date as done.
+    """
     channels = [config.channel(c) for c in channel_ids] if channel_ids else list(config.channels)
     abort_stale_runs(con)
     run_id = int(con.execute("SELECT nextval('run_ids')").fetchone()[0])  # type: ignore[index]
@@ -146,8 +151,8 @@ def run(con: duckdb.DuckDBPyConnection, config: Config, day: date, channel_ids: 
             ledger = update_from_run(con, run_id, config.reports.language if config.reports.language == "en" else "zh")
             pause_point("before_commit")
             con.execute(
-                "UPDATE runs SET status = 'succeeded', finished_at = ?, incomplete_channels = ? WHERE run_id = ?",
-                [datetime.now(UTC), incomplete, run_id],
+                "UPDATE runs SET status = ?, finished_at = ?, incomplete_channels = ? WHERE run_id = ?",
+                ["succeeded" if finish else "running", datetime.now(UTC) if finish else None, incomplete, run_id],
             )
             con.execute("COMMIT")
         except BaseException:
@@ -159,6 +164,12 @@ def run(con: duckdb.DuckDBPyConnection, config: Config, day: date, channel_ids: 
                     [status, datetime.now(UTC), str(exc)[:2000], run_id])
         raise
     return summarise(con, run_id, day, [c.id for c in channels], incomplete, ledger)
+
+
+def finish_run(con: duckdb.DuckDBPyConnection, run_id: int) -> None:
+    """Mark a run left ``running`` by ``run(..., finish=False)`` as succeeded, its work all done."""
+    con.execute("UPDATE runs SET status = 'succeeded', finished_at = ? WHERE run_id = ? AND status = 'running'",
+                [datetime.now(UTC), run_id])
 
 
 def summarise(con: duckdb.DuckDBPyConnection, run_id: int, day: date, channels: list[str], incomplete: list[str],

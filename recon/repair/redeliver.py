@@ -47,7 +47,7 @@ def redeliver(con: duckdb.DuckDBPyConnection, repairer: ShopRepairer, order_no: 
                          idempotency_key(repairer.name, state.order_no, txn, action))
     asker = query if channel else (lambda _c, _o: None)
     outcome = apply_plan(con, [item], repairer, asker, actor, reason, force=force)[0]
-    mail_buyers(repairer, [outcome])
+    mail_buyers(con, repairer, [outcome])
     return outcome
 
 
@@ -57,7 +57,7 @@ def _resend(con: duckdb.DuckDBPyConnection, repairer: ShopRepairer, order_no: st
     now = datetime.now(UTC)
     key = hashlib.sha256(f"{repairer.name}\x1f{order_no}\x1fresend\x1f{now.isoformat()}".encode()).hexdigest()
     mail = getattr(repairer, "mail_buyer", None)
-    detail = mail(order_no, cards) if mail else "this shop has no buyer mail"
+    detail = mail(order_no, cards, "resend") if mail else "this shop has no buyer mail"
     state = "applied" if detail.startswith("mail to buyer sent") else "failed"
     con.execute("INSERT INTO repairs VALUES (nextval('repair_ids'), ?, NULL, ?, ?, NULL, 'resend', ?, ?, ?, ?, ?, ?)",
                 [key, repairer.name, order_no, state, actor, reason, now, now, detail])

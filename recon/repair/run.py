@@ -11,7 +11,7 @@ import duckdb
 from fetchers.base import QueryResult
 from recon.config import Config
 from recon.fetching import make_fetcher
-from recon.repair.apply import RepairOutcome, apply_plan, settle_unfinished
+from recon.repair.apply import RepairOutcome, apply_plan, buyer_mail_due, record_buyer_mail, settle_unfinished
 from recon.repair.plan import PlannedRepair, Skipped, plan
 from recon.shops.base import ShopRepairer
 
@@ -76,18 +76,29 @@ def repair(con: duckdb.DuckDBPyConnection, config: Config, repairer: ShopRepaire
     report.skipped += [Skipped(p.exception_id, p.channel, p.code, p.order_no, "above the channel's auto_repair_max")
                        for p in planned if p not in capped]
     report.outcomes = apply_plan(con, capped, repairer, channel_query(config), actor)
-    mail_buyers(repairer, report.settled + report.outcomes)
+    mail_buyers(con, repairer, report.settled + report.outcomes)
     return report
 
 
-def mail_buyers(repairer: ShopRepairer, outcomes: list[RepairOutcome]) -> None:
-    """Delivered cards go to the buyer by mail (the DB path skips the shop's own mail)."""
+def mail_buyers(con: duckdb.DuckDBPyConnection, repairer: ShopRepairer, outcomes: list[RepairOutcome]) -> None:
+    """Delivered cards go to the buyer by mail (the DB path skips the shop's own mail), each attempt
+    recorded in the journal; then the mails an earlier, interrupted run left due."""
     mail = getattr(repairer, "mail_buyer", None)
     if mail is None:
         return
+    # What is still due is read only once this run's own mails are recorded, so none is sent twice.
     for outcome in outcomes:
-        if outcome.state == "applied" and outcome.cards:
-            outcome.detail = f"{outcome.detail}; {mail(outcome.order_no, outcome.cards)}"
+        _mail_one(con, mail, outcome)
+    for outcome in buyer_mail_due(con, repairer):
+        _mail_one(con, mail, outcome)
+
+
+def _mail_one(con: duckdb.DuckDBPyConnection, mail: Callable[[str, list[str], str], str],
+              outcome: RepairOutcome) -> None:
+    if outcome.state == "applied" and outcome.cards:
+        sent = mail(outcome.order_no, outcome.cards, outcome.action)
+        outcome.detail = f"{outcome.detail}; {sent}"
+        record_buyer_mail(con, outcome.key, sent)
 
 
 def _within_cap(config: Config, item: PlannedRepair) -> bool:

@@ -54,8 +54,8 @@ class DujiaokaRepairer:
         done = deliver_after_restock(self._connect, self._dialect, order_no, self._zone)
         return ActResult(done.outcome == "completed", _describe(done.outcome, done.reason), list(done.cards))
 
-    def mail_buyer(self, order_no: str, cards: list[str]) -> str:
-        """Send the order's cards to its buyer; a short outcome line (never raises)."""
+    def mail_buyer(self, order_no: str, cards: list[str], action: str) -> str:
+        """Send the order's cards to its buyer (whatever ``action`` delivered them); a short outcome line."""
         mail = self._repair.mail
         order = self._order(order_no)
         if mail is None:
