@@ -3,6 +3,10 @@
 Retried: connection errors, timeouts, 429 and 5xx (honouring Retry-After), with capped exponential
 backoff. Not retried: any other status; the response goes back to the channel module, which knows
 whether a 400 is an error or a business answer (WeChat's NO_STATEMENT_EXIST is a 400).
+
+The read timeout bounds each socket read, not a whole body: a server that trickles a few bytes at a
+time would hold a fetch (and the store's lock) for as long as it likes. So each attempt, headers and
+body, must also finish within ``response_deadline``, else it counts as a timeout and is retried.
 """
 
 from __future__ import annotations
@@ -16,12 +20,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
+import urllib3
 
 from recon.errors import TransientFetchError
 from recon.secrets import redact
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
+# Seconds one attempt may take from sending to the last byte of the body; generous for a large bill.
+RESPONSE_DEADLINE = 300.0
+BODY_CHUNK = 65536
 MAX_ATTEMPTS = 4
 BACKOFF_BASE = 0.5
 BACKOFF_CAP = 8.0
@@ -61,6 +69,7 @@ class ChannelSession:
     secrets: Sequence[str] = ()
     connect_timeout: float = CONNECT_TIMEOUT
     read_timeout: float = READ_TIMEOUT
+    response_deadline: float = RESPONSE_DEADLINE
     max_attempts: int = MAX_ATTEMPTS
     sleep: Callable[[float], None] = time.sleep
     session: requests.Session = field(default_factory=requests.Session)
@@ -76,16 +85,24 @@ class ChannelSession:
             _KNOWN_SECRETS.add(value)
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        """Send with retries; return the first non-retryable response or raise TransientFetchError."""
+        """Send with retries; return the first non-retryable response or raise TransientFetchError.
+
+        Unless the caller streams (``stream=True``: it reads the body itself), the body is read here,
+        within ``response_deadline`` of sending.
+        """
         kwargs.setdefault("timeout", (self.connect_timeout, self.read_timeout))
         kwargs.setdefault("allow_redirects", ALLOW_REDIRECTS)
+        streamed = bool(kwargs.pop("stream", False))
         last = "no attempt"
         for attempt in range(1, self.max_attempts + 1):
             wait = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+            started = time.monotonic()
             try:
-                response = self.session.request(method, url, **kwargs)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                last = f"{type(exc).__name__}"
+                response = self.session.request(method, url, stream=True, **kwargs)
+                if not streamed:
+                    self._read_body(response, started)
+            except (requests.ConnectionError, requests.Timeout, _PastDeadline) as exc:
+                last = "slow body" if isinstance(exc, _PastDeadline) else f"{type(exc).__name__}"
                 self.attempts_log.append((method, self._safe(url), last))
             else:
                 if response.status_code not in RETRY_STATUSES:
@@ -105,6 +122,34 @@ class ChannelSession:
 
     def _safe(self, text: str) -> str:
         return redact(text.split("?", 1)[0], list(self.secrets))
+
+    def _read_body(self, response: requests.Response, started: float) -> None:
+        """Read the whole body into ``response`` (as requests would), or raise _PastDeadline.
+
+        ``read1`` returns what one socket read brings, so the deadline is checked between trickled bytes.
+        """
+        if response.raw is None:  # an adapter that answered from memory (no socket to trickle)
+            return
+        parts = []
+        try:
+            while chunk := response.raw.read1(BODY_CHUNK, decode_content=True):
+                parts.append(chunk)
+                if time.monotonic() - started > self.response_deadline:
+                    raise _PastDeadline
+        except (_PastDeadline, urllib3.exceptions.HTTPError, OSError) as exc:
+            response.close()  # drop the half-read connection
+            if isinstance(exc, _PastDeadline):
+                raise
+            if isinstance(exc, urllib3.exceptions.ReadTimeoutError | TimeoutError):
+                raise requests.ReadTimeout(f"the body stalled: {type(exc).__name__}") from None
+            raise requests.ConnectionError(f"the body broke off: {type(exc).__name__}") from None
+        response._content = b"".join(parts)  # what Response.content would have read
+        response._content_consumed = True
+        response.raw.release_conn()
+
+
+class _PastDeadline(Exception):
+    """An attempt took longer than ``response_deadline`` (a body trickling in)."""
 
 
 def _retry_after(value: str | None) -> float | None:

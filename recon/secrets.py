@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
@@ -65,8 +68,26 @@ def reject_inline_password(dsn: str) -> str:
 
 
 def redact(text: str, secrets: list[str]) -> str:
-    """Replace every occurrence of a known secret value and every DSN password in ``text``."""
-    for value in secrets:
-        if value:
-            text = text.replace(value, "***")
+    """Replace every occurrence of a known secret value and every DSN password in ``text``.
+
+    A server that echoes a request repeats a secret the way it travelled: URL-encoded in a query string,
+    base64 in an Authorization header, JSON-escaped in an error body. Those forms are replaced too.
+    """
+    forms = {form for value in secrets if value for form in secret_forms(value)}
+    for form in sorted(forms, key=len, reverse=True):  # longest first: a form never hides inside another
+        text = text.replace(form, "***")
     return _DSN_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+
+
+def secret_forms(value: str) -> set[str]:
+    """``value`` and the encodings it is sent or echoed in (URL, base64, JSON string)."""
+    raw = value.encode("utf-8")
+    forms = {value, quote(value, safe=""), quote(value), quote_plus(value), json.dumps(value)[1:-1],
+             json.dumps(value, ensure_ascii=False)[1:-1], base64.b64encode(raw).decode("ascii"),
+             base64.urlsafe_b64encode(raw).decode("ascii")}
+    return {form for form in forms if form}
+
+
+def basic_credential(user: str, password: str) -> str:
+    """The base64 token of an HTTP Basic ``Authorization`` header: a secret as much as the password."""
+    return base64.b64encode(f"{user}:{password}".encode()).decode("ascii")

@@ -60,10 +60,14 @@ class Dialect:
         return 900 if self.name == "sqlite" else 5000
 
     def quote(self, identifier: str) -> str:
-        """A quoted identifier: `backticks` for MySQL/MariaDB, "double quotes" otherwise."""
+        """A quoted identifier: `backticks` for MySQL/MariaDB, "double quotes" otherwise.
+
+        Made ready for a statement with %s parameters like ``embed``: recon sends every statement it
+        builds with bound parameters, so a ``%`` in a configured column name must reach the server doubled.
+        """
         if self.name == "mysql":
-            return "`" + identifier.replace("`", "``") + "`"
-        return '"' + identifier.replace('"', '""') + '"'
+            return self.embed("`" + identifier.replace("`", "``") + "`")
+        return self.embed('"' + identifier.replace('"', '""') + '"')
 
     def marks(self, count: int) -> str:
         return ", ".join([self.placeholder] * count)
