@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -24,9 +23,6 @@ _AMOUNT = r"^[-+]?[0-9]{1,14}(\.[0-9]{1,6})?$"
 _AMOUNT_NOISE = r"[¥￥$,\s]"
 # Cells that channels pad to stop Excel from mangling long numbers: TAB (Alipay), backtick (WeChat).
 _CELL_PADDING = " \t`\u3000"
-# Only CR and LF end a line. str.splitlines would also split on \x0b, \x0c, \x1c-\x1e, \x85, U+2028 and
-# U+2029, which may sit inside a product name, cutting the row in two and shifting every line number.
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 # Appended as one extra cell to every CSV line: polars pads a row with too few fields with empty cells,
 # so a row cut short is only seen by this cell landing in the wrong column.
 _ROW_END = "\x1f"
@@ -95,11 +91,17 @@ def normalise_header(name: str) -> str:
 
 
 def split_lines(text: str) -> pl.Series:
-    """The lines of a decoded file (CRLF, CR and LF all end a line)."""
-    lines = _LINE_BREAK.split(text)
-    if lines[-1] == "":
-        lines.pop()
-    return pl.Series("text", lines, dtype=pl.String)
+    r"""The lines of a decoded file: CRLF, CR and LF end a line, nothing else does.
+
+    str.splitlines would also split on \x0b, \x0c, \x1c-\x1e, \x85, U+2028 and
+    U+2029, which may sit inside a product name, cutting the row in two and shifting every line number.
+    Split by polars rather than ``re.split``: no Python string per line is made on the way.
+    """
+    lines = pl.Series("text", [text], dtype=pl.String)
+    if "\r" in text:
+        lines = lines.str.replace_all("\r\n", "\n", literal=True).str.replace_all("\r", "\n", literal=True)
+    lines = lines.str.split("\n").explode()
+    return lines.head(-1) if lines[-1] == "" else lines
 
 
 def line_frame(lines: pl.Series, start: int, end: int) -> pl.DataFrame:

@@ -139,3 +139,18 @@ def test_redeliver_rules(scenario: Scenario) -> None:
     assert json.loads(forced.stdout)["state"] == "applied"
     audit = scenario.query("SELECT actor, reason, state FROM repairs WHERE order_no = 'UNPROVEN'")
     assert audit[0]["reason"] == "paid by bank transfer" and audit[0]["state"] == "applied" and audit[0]["actor"]
+
+
+def test_redeliver_keeps_the_cap_unless_forced(scenario: Scenario) -> None:
+    """DESIGN §6.6: an order above the channel's auto_repair_max needs --force and a reason."""
+    stock(scenario)
+    scenario.order("BIG1", "600.00", status=1)
+    scenario.import_(scenario.statement([{"txn": "TB1", "order": "BIG1", "amount": "600.00"}]))
+    scenario.run()
+    config = ["--config", str(scenario.folder / "recon.toml")]
+    refused = runner.invoke(app, [*config, "redeliver", "BIG1", "--yes"])
+    assert refused.exit_code == 2 and "auto_repair_max" in refused.stderr
+    assert [r[1] for r in shop_rows(scenario) if r[0] == "BIG1"] == [1]
+    forced = runner.invoke(app, [*config, "redeliver", "BIG1", "--yes", "--force", "--reason", "checked with the bank"])
+    assert forced.exit_code == 0, forced.output
+    assert [r[1] for r in shop_rows(scenario) if r[0] == "BIG1"] == [4]

@@ -31,15 +31,21 @@ def redeliver(con: duckdb.DuckDBPyConnection, repairer: ShopRepairer, order_no: 
         raise UsageError(f"order {state.order_no} has shop status {state.shop_status}: a person handles it in the "
                          "shop (recon never acts on statuses 2, 3, 4 without goods, or 5)")
     code = "missing_callback" if state.shop_status in COMPLETABLE else "paid_not_delivered"
-    evidence = con.execute(
-        "SELECT id, channel, channel_txn_id, channel_amount, shop_amount FROM exceptions "
+    found = con.execute(
+        "SELECT id, channel, channel_txn_id, channel_amount, shop_amount, auto_repairable FROM exceptions "
         "WHERE upper(order_no) = upper(?) AND code = ? AND status = 'open' ORDER BY id DESC LIMIT 1",
         [state.order_no, code],
-    ).fetchone()
+    ).fetchall()
+    evidence = found[0] if found else None
     if evidence is None and not force:
         raise UsageError(f"no open {code} exception shows order {state.order_no} paid; check the channel "
                          "(`recon query`) and use --force --reason if you are sure")
-    exc_id, channel, txn, channel_amount, shop_amount = evidence or (None, "", None, None, None)
+    if evidence is not None and not evidence[5] and not force:
+        # DESIGN §6.6: only --force lifts the cap (auto_repair_max) and the equal-amount rule.
+        raise UsageError(f"exception {evidence[0]} of order {state.order_no} is not safe to repair automatically "
+                         "(above the channel's auto_repair_max, amounts differ, or a refund); use --force --reason "
+                         "if you are sure")
+    exc_id, channel, txn, channel_amount, shop_amount = evidence[:5] if evidence else (None, "", None, None, None)
     amount = Decimal(channel_amount if code == "missing_callback" and channel_amount is not None
                      else shop_amount if shop_amount is not None else state.amount)
     action = ACTIONS[code]

@@ -54,7 +54,10 @@ WHERE k.unit_key IN (SELECT unit_key FROM scope_rows)
        AND k.created_at >= $day_start AND k.created_at < $day_end
        AND k.unit_key NOT IN (SELECT unit_key FROM elsewhere));
 
-CREATE OR REPLACE TEMP TABLE unit_rows AS
+-- One statement from here on: the per-unit aggregates and their codes stream into results without
+-- being materialised as temp tables first.
+INSERT INTO results
+WITH unit_rows AS (
 SELECT unit_key,
        list(txn_id ORDER BY txn_id) AS txn_ids,
        min(order_no) AS order_no,
@@ -72,10 +75,9 @@ SELECT unit_key,
        sum(fee) FILTER (WHERE kind = 'payment' AND settled) AS fee,
        min(occurred_at) AS occurred_at
 FROM scope_rows
-GROUP BY unit_key;
-
-CREATE OR REPLACE TEMP TABLE unit_results AS
-WITH joined AS (
+GROUP BY unit_key
+),
+joined AS (
     SELECT coalesce(u.unit_key, o.unit_key) AS unit_key,
            u.unit_key IS NOT NULL AS has_rows, o.unit_key IS NOT NULL AS has_order,
            coalesce(u.txn_ids, []::BIGINT[]) AS txn_ids,
@@ -126,7 +128,8 @@ coded AS (
              THEN order_amount ELSE 0 END
           + CASE WHEN order_status = 'refunded' THEN coalesce(refunded, 0) ELSE 0 END AS shop_amount
     FROM joined
-)
+),
+unit_results AS (
 SELECT *,
     code IN ('missing_callback', 'paid_not_delivered')
       AND paid = order_amount AND coalesce(refunded, 0) = 0 AND n_refunded_payments = 0
@@ -134,9 +137,8 @@ SELECT *,
         OR (code = 'paid_not_delivered' AND list_contains($repairable_undelivered, shop_status)))
       AND $auto_repair_max IS NOT NULL AND order_amount <= $auto_repair_max AS auto_repairable,
     CASE WHEN $fee_rate IS NOT NULL AND paid IS NOT NULL THEN round(paid * $fee_rate, 2) END AS expected_fee
-FROM coded;
-
-INSERT INTO results
+FROM coded
+)
 SELECT $run_id, $channel, $d, r.code, r.unit_key, r.order_no, r.channel_txn_id, r.txn_ids,
        r.shop_amount, r.channel_amount, r.channel_amount - r.shop_amount,
        r.currency, r.shop_currency, r.shop_status, r.shop_channel_txn_id, r.fee, r.expected_fee,
@@ -144,6 +146,9 @@ SELECT $run_id, $channel, $d, r.code, r.unit_key, r.order_no, r.channel_txn_id, 
        CASE r.code
            WHEN 'missing_callback' THEN format('channel paid {} but the shop order is still status {}',
                 money(r.paid), r.shop_status)
+                -- within the tolerance, yet not equal to the cent: never repaired automatically (DESIGN §6.1)
+                || CASE WHEN r.paid <> r.order_amount THEN format('; the order asks {}, so it is not repaired '
+                        'automatically', money(r.order_amount)) ELSE '' END
            WHEN 'paid_not_delivered' THEN format('paid {}, shop status {}: goods not delivered',
                 money(r.paid), r.shop_status)
            WHEN 'amount_mismatch' THEN format('channel paid {}, order asks {}', money(r.paid), money(r.order_amount))
