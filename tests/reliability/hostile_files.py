@@ -228,21 +228,35 @@ class ChildRun:
     peak_rss: int  # bytes: the child's own maximum resident set size
 
 
-def recon_child(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> ChildRun:
-    """Run the `recon` console entry point in a child process and measure that child's peak memory.
+# The child reports its own high-water mark: after exec, ru_maxrss (wait4, RUSAGE_CHILDREN) still
+# carries the RSS of the forked copy of this test process, which grows over a long test session.
+_MEASURED_LAUNCH = """\
+import atexit, os
+def _high_water():
+    with open("/proc/self/status", encoding="ascii") as status, open(os.environ["RECON_TEST_HWM"], "w") as out:
+        out.write(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+atexit.register(_high_water)
+from recon_cli import main
+main()
+"""
 
-    ``os.wait4`` returns the resource usage of exactly this child (RUSAGE_CHILDREN would mix in every
-    child this test process reaped before).
-    """
-    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        child = subprocess.Popen([sys.executable, "-c", "from recon_cli import main; main()", *args],
+
+def recon_child(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> ChildRun:
+    """Run the `recon` console entry point in a child process and measure that child's peak memory
+    (its own VmHWM, in bytes)."""
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr, \
+            tempfile.TemporaryDirectory() as scratch:
+        high_water = Path(scratch) / "vmhwm"
+        child = subprocess.Popen([sys.executable, "-c", _MEASURED_LAUNCH, *args],
                                  stdout=stdout, stderr=stderr, cwd=ROOT,
-                                 env={**os.environ, "COLUMNS": "250", **(env or {})})
-        status, usage = wait_measured(child, timeout)
+                                 env={**os.environ, "COLUMNS": "250", "RECON_TEST_HWM": str(high_water),
+                                      **(env or {})})
+        status, _usage = wait_measured(child, timeout)
         stdout.seek(0)
         stderr.seek(0)
+        peak = int(high_water.read_text(encoding="ascii")) * 1024 if high_water.exists() else 0
         return ChildRun(status, stdout.read().decode("utf-8", "replace"), stderr.read().decode("utf-8", "replace"),
-                        usage.ru_maxrss * 1024)
+                        peak)
 
 
 def wait_measured(child: subprocess.Popen[bytes], timeout: float) -> tuple[int, resource.struct_rusage]:
