@@ -15,20 +15,10 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.browser import start_chrome
 from tests.scenario import Scenario
-from tests.web_world import HOSTILE_ORDER, HOSTILE_TITLE, USERS, Console, console, console_shop, exception_id
+from tests.web_world import HOSTILE_ORDER, HOSTILE_TITLE, USERS, Console, console, exception_id
+from tests.web_world import shop, web  # noqa: F401 (module-scoped fixtures)
 
 WAIT = 20
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    return console_shop(tmp_path_factory.mktemp("console"))
-
-
-@pytest.fixture(scope="module")
-def web(shop: Scenario) -> Iterator[Console]:
-    with console(shop.config) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

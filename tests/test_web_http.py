@@ -8,7 +8,6 @@ import io
 import re
 import sqlite3
 import zipfile
-from collections.abc import Iterator
 from urllib.parse import unquote
 
 import openpyxl
@@ -16,22 +15,12 @@ import pytest
 from starlette.routing import Route
 
 from tests.scenario import Scenario
-from tests.web_world import (CHINESE_FILE, FORMULA_ORDER, HOSTILE_ORDER, Client, Console, console, console_shop,
+from tests.web_world import (CHINESE_FILE, FORMULA_ORDER, HOSTILE_ORDER, Client, Console, console,
                              exception_id, logged_in)
+from tests.web_world import shop, web  # noqa: F401 (module-scoped fixtures)
 
 PAGES = ("/runs", "/exceptions", "/exceptions/1", "/repairs", "/jobs", "/exceptions/export.xlsx",
          "/reports/recon_2026-11-20_run1.xlsx")
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    return console_shop(tmp_path_factory.mktemp("console"))
-
-
-@pytest.fixture(scope="module")
-def web(shop: Scenario) -> Iterator[Console]:
-    with console(shop.config) as running:
-        yield running
 
 
 def _events(shop: Scenario, exc_id: int) -> list[dict[str, object]]:

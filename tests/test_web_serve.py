@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,8 @@ from recon.web.store_access import choose_source
 from recon_cli import app
 from tests.processes import ROOT, Recon
 from tests.scenario import Scenario
-from tests.web_world import Console, console, console_shop, exception_id, logged_in
+from tests.web_world import Console, console, exception_id, logged_in
+from tests.web_world import shop, web  # noqa: F401 (module-scoped fixtures)
 
 # A stand-in for a long nightly run: takes the store lock and the store, says so, waits for a line.
 HOLDER = """
@@ -39,17 +39,6 @@ with store_lock(config.store_path, "recon run --date 2026-11-21"), open_store(co
     print("held", flush=True)
     sys.stdin.readline()
 """
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    return console_shop(tmp_path_factory.mktemp("console"))
-
-
-@pytest.fixture(scope="module")
-def web(shop: Scenario) -> Iterator[Console]:
-    with console(shop.config) as running:
-        yield running
 
 
 runner = CliRunner()

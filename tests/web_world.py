@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 import uvicorn
 from argon2 import PasswordHasher
@@ -162,3 +163,15 @@ def logged_in(base: str, name: str) -> Client:
     answer = client.login(name)
     assert answer.status_code == 303, answer.text
     return client
+
+
+# The console of one module's tests (import both names into a test module to use them).
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
+    return console_shop(tmp_path_factory.mktemp("console"))
+
+
+@pytest.fixture(scope="module")
+def web(shop: Scenario) -> Iterator[Console]:
+    with console(shop.config) as running:
+        yield running
