@@ -49,7 +49,8 @@ ENCODINGS = ("utf-8-sig",)
 TIME_FORMAT = "%Y/%m/%d %H:%M:%S %z"
 RECORD_TYPES = ("RH", "FH", "SH", "CH", "SB", "SF", "SC", "RF", "RC", "FF")
 # ASCII digits: the regex engine's \d also takes other scripts' digits, which the integer cast refuses.
-UNSIGNED = r"^[0-9]{1,18}$"
+# Minor units are cast to DECIMAL(20,6) before scaling, which holds 14 integer digits: longer is refused.
+UNSIGNED = r"^[0-9]{1,14}$"
 DIRECTIONS = ("CR", "DR")
 
 COLUMNS = {
@@ -126,7 +127,8 @@ def _transactions(path: Path, cells: pl.DataFrame, cols: dict[str, str], channel
         if key in cols:
             bad = cells.filter(text(cols[key]).is_not_null() & ~text(cols[key]).str.contains(UNSIGNED))
             if bad.height:
-                raise InputError(path, f"{cols[key]}: {bad[cols[key]][0]!r} is not an unsigned amount in minor units",
+                raise InputError(path, f"{cols[key]}: {bad[cols[key]][0]!r} is not an unsigned amount in minor units "
+                                 "(at most 14 digits)",
                                  int(bad["line_no"][0]))
     for key in ("direction", "fee_direction"):
         if key in cols:

@@ -86,6 +86,7 @@ BAD: dict[str, tuple[Callable[[str], str], int, str]] = {
     "truncated": (lambda t: t[: t.index('"SB","7AB')], 14, "does not end with its FF"),
     "cut mid-line": (lambda t: t[: t.index('"SB","7AB') + 30], 15, "FF"),
     "non-amount": (_edit_line(5, ",3000,", ",30.00,"), 5, "not an unsigned amount"),
+    "amount beyond the store": (_edit_line(6, '"CR",12550', '"CR",100000000000000'), 6, "at most 14 digits"),
     "direction": (_edit_line(6, '"CR",12550', '"C",12550'), 6, "neither CR nor DR"),
     "missing column": (lambda t: t.replace('"Invoice ID"', '"Invoice"'), 4, "missing column"),
     "bad time": (_edit_line(5, "2024/08/20 09:15:00 -0700", "20.08.2024 09:15"), 5, "not a time"),
