@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Literal
 
 import duckdb
 
-from jobs.calendar import candidate_dates, fire_time_for, nightly_trigger, retry_deadline, retry_delay
+from jobs.calendar import candidate_dates, nightly_trigger, retry_deadline, retry_delay
 from jobs.journal import record_job_run
 from jobs.reconcile import reconcile_when
 from recon.config import ChannelConfig, Config
@@ -226,8 +226,3 @@ def bill_missing(config: Config, item: Owed) -> Notice:
                 f"--channel {item.channel}"]
     facts = {"channel": item.channel, "business_date": day, "attempts": item.attempts}
     return Notice("bill_missing", config.reports.language, title, body, facts)
-
-
-def first_fire(config: Config, channel: ChannelConfig, day: date) -> datetime:
-    """When the nightly job of ``day`` fires (for ``recon jobs``)."""
-    return fire_time_for(nightly_trigger(config, channel), day).astimezone(UTC)

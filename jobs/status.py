@@ -15,7 +15,8 @@ from recon.lock import daemon_lock_path, is_held, read_holder
 
 
 def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) or hasattr(value, "isoformat") else value
+    """Dates and times as ISO text (the page and the JSON show them as they are)."""
+    return value.isoformat() if hasattr(value, "isoformat") else value
 
 
 def last_reconcile_runs(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Any]]:

@@ -11,8 +11,6 @@ the choice of orders and the recording of answers hold it, briefly.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,9 +28,10 @@ from recon.fetching import make_fetcher
 from recon.ledger import SYSTEM_ACTOR, add_event
 from recon.lock import store_lock
 from recon.money import money_str
+from recon.pipeline import abort_stale_runs, finish_run, start_run
 from recon.repair.run import NO_ORDER_QUERY, RepairReport, repair
 from recon.repair.shop import open_repairer
-from recon.shops import open_shop
+from recon.shops import ShopAdapter, open_shop
 from recon.store import open_store
 from recon.taxonomy import BY_CODE, action
 from reports.notices import Notice, send_notice
@@ -87,15 +86,15 @@ class SweepReport:
         }
 
 
-def unpaid_orders(config: Config, now: datetime) -> pl.DataFrame:
+def unpaid_orders(config: Config, shop: ShopAdapter, now: datetime) -> pl.DataFrame:
     """Orders created in the sweep window and still unpaid, with the channel that can be asked."""
     schedule = config.schedule
     askable = {pay_id: ch.id for ch in config.channels if ch.fetches and ch.kind not in NO_ORDER_QUERY
                for pay_id in ch.pay_ids}
     if not askable:
         return pl.DataFrame(schema={"order_no": pl.String, "channel": pl.String})
-    orders = open_shop(config).orders_created_between(now - timedelta(hours=schedule.sweep_window_hours),
-                                                     now - timedelta(minutes=schedule.sweep_after_minutes))
+    orders = shop.orders_created_between(now - timedelta(hours=schedule.sweep_window_hours),
+                                          now - timedelta(minutes=schedule.sweep_after_minutes))
     return (orders.filter(pl.col("status").is_in(UNPAID_STATUSES) & pl.col("pay_method").is_in(list(askable)))
             .with_columns(channel=pl.col("pay_method").replace_strict(askable, return_dtype=pl.String))
             .sort("created_at"))
@@ -213,7 +212,8 @@ def sweep(config: Config, now: datetime, apply: bool, actor: str = SYSTEM_ACTOR,
           stop: threading.Event | None = None, command: str = "recon sweep") -> SweepReport:
     """One pass: ask about due unpaid orders, open what was paid, repair it when ``apply`` and safe."""
     report = SweepReport(now)
-    orders = unpaid_orders(config, now)
+    shop = open_shop(config)
+    orders = unpaid_orders(config, shop, now)
     report.candidates = orders.height
     if orders.is_empty():
         return report
@@ -224,7 +224,7 @@ def sweep(config: Config, now: datetime, apply: bool, actor: str = SYSTEM_ACTOR,
         return report
     with store_lock(config.store_path, command), open_store(config, write=True) as con:
         record_checks(con, report.asked, now)
-        run_id = _record_found(con, config, report, now, command)
+        run_id = _record_found(con, config, shop.repairable.get("missing_callback", ()), report, now, command)
         ids = [o.exception_id for o in report.paid if o.exception_id is not None]
         if apply and ids:
             report.repair = repair(con, config, open_repairer(config), None, True, actor, only=ids)
@@ -245,26 +245,19 @@ def sweep(config: Config, now: datetime, apply: bool, actor: str = SYSTEM_ACTOR,
     return report
 
 
-def _record_found(con: duckdb.DuckDBPyConnection, config: Config, report: SweepReport, now: datetime,
-                  command: str) -> int | None:
+def _record_found(con: duckdb.DuckDBPyConnection, config: Config, repairable: tuple[str, ...],
+                  report: SweepReport, now: datetime, command: str) -> int | None:
     """A ``runs`` row of kind sweep and the exceptions it opened, in one transaction."""
     if not report.paid:
         return None
-    from recon.pipeline import abort_stale_runs
-
     abort_stale_runs(con)
-    repairable = open_shop(config).repairable.get("missing_callback", ())
     con.execute("BEGIN")
     try:
-        [(run_id,)] = con.execute("SELECT nextval('run_ids')").fetchall()
-        con.execute(
-            "INSERT INTO runs (run_id, business_date, channels, status, command, pid, host, started_at, finished_at, "
-            "kind) VALUES (?, ?, ?, 'succeeded', ?, ?, ?, ?, ?, 'sweep')",
-            [run_id, now.astimezone(ZoneInfo(config.shop.zone)).date(), sorted({o.channel for o in report.paid}),
-             command, os.getpid(), socket.gethostname(), now, datetime.now(UTC)],
-        )
+        run_id = start_run(con, now.astimezone(ZoneInfo(config.shop.zone)).date(),
+                           sorted({o.channel for o in report.paid}), command, "sweep")
         for item in report.paid:
             item.exception_id = open_found(con, config, repairable, item, run_id, now)
+        finish_run(con, run_id)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

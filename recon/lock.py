@@ -59,10 +59,6 @@ def _holder_soon(path: Path, wait: float = 1.0) -> dict[str, object]:
         time.sleep(0.01)
 
 
-def describe_holder(path: Path) -> str:
-    return describe(read_holder(path))
-
-
 def is_held(path: Path) -> bool:
     """True while some process holds the lock at ``path`` (probed without taking it for long)."""
     if not path.exists():

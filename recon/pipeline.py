@@ -130,12 +130,7 @@ def run(con: duckdb.DuckDBPyConnection, config: Config, day: date, channel_ids: 
     """
     channels = [config.channel(c) for c in channel_ids] if channel_ids else list(config.channels)
     abort_stale_runs(con)
-    run_id = int(con.execute("SELECT nextval('run_ids')").fetchone()[0])  # type: ignore[index]
-    con.execute(
-        "INSERT INTO runs (run_id, business_date, channels, status, command, pid, host, started_at, kind) "
-        "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, 'reconcile')",
-        [run_id, day, [c.id for c in channels], command, os.getpid(), socket.gethostname(), datetime.now(UTC)],
-    )
+    run_id = start_run(con, day, [c.id for c in channels], command, "reconcile")
     try:
         shop = open_shop(config)
         prepare(con)
@@ -164,6 +159,17 @@ def run(con: duckdb.DuckDBPyConnection, config: Config, day: date, channel_ids: 
                     [status, datetime.now(UTC), str(exc)[:2000], run_id])
         raise
     return summarise(con, run_id, day, [c.id for c in channels], incomplete, ledger)
+
+
+def start_run(con: duckdb.DuckDBPyConnection, day: date, channels: list[str], command: str, kind: str) -> int:
+    """A ``running`` row in ``runs`` for this process (kind reconcile or sweep); its id."""
+    [(run_id,)] = con.execute("SELECT nextval('run_ids')").fetchall()
+    con.execute(
+        "INSERT INTO runs (run_id, business_date, channels, status, command, pid, host, started_at, kind) "
+        "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+        [run_id, day, channels, command, os.getpid(), socket.gethostname(), datetime.now(UTC), kind],
+    )
+    return int(run_id)
 
 
 def finish_run(con: duckdb.DuckDBPyConnection, run_id: int) -> None:

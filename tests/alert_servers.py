@@ -86,6 +86,19 @@ class RecordingServer:
         self._thread.join(5)
 
 
+def answer_json(handler: BaseHTTPRequestHandler, status: int, body: Any) -> None:
+    """Write ``body`` as a JSON answer; a client that stopped waiting (a timeout test) is not an error."""
+    data = json.dumps(body).encode()
+    try:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
 class MailBox:
     """An aiosmtpd handler keeping every message (``envelope.content`` is the raw message)."""
 

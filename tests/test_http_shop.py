@@ -22,6 +22,7 @@ from recon.config import load_config
 from recon.errors import ShopError
 from recon.shops import open_shop
 from recon_cli import app
+from tests.alert_servers import answer_json
 from tests.scenario import CHANNEL_TOML, STATEMENT_COLUMNS
 
 TOKEN = "tok-s3cret-123"
@@ -52,15 +53,7 @@ def _handler(book: Book) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _answer(self, status: int, body: Any) -> None:
-            data = json.dumps(body).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up waiting (the timeout test)
+            answer_json(self, status, body)
 
         def _authorised(self) -> bool:
             got = self.headers.get("Authorization", "")

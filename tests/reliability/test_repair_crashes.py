@@ -32,7 +32,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from recon_cli import app
-from tests.alert_servers import MailBox, smtp_server
+from tests.alert_servers import MailBox, answer_json, smtp_server
 from tests.dujiaoka_db import ShopDb as DjDb
 from tests.reliability.history import (
     Ledger,
@@ -305,15 +305,7 @@ def _admin_api(shop: HttpCase) -> type[BaseHTTPRequestHandler]:
             pass
 
         def answer(self, status: int, body: Any) -> None:
-            data = json.dumps(body).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # recon stopped waiting
+            answer_json(self, status, body)
 
         def do_GET(self) -> None:  # noqa: N802
             parts = [unquote(p) for p in urlsplit(self.path).path.strip("/").split("/")]
