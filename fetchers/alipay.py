@@ -6,6 +6,7 @@ Formats and quirks: reference/channel-formats.md §1. Columns are matched by hea
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,20 +14,18 @@ from pathlib import Path
 import polars as pl
 
 from fetchers.base import MONEY, ParsedStatement
+from fetchers.chunks import Lines, decoded, read_sections
 from fetchers.statement_zip import read_entry
 from fetchers.tabular import (
     amount,
     canonical,
     check_amounts,
     check_complete,
-    decode,
     find_line,
-    line_frame,
     natural_key,
     parse_times,
     pick_columns,
     split_csv,
-    split_lines,
     text,
 )
 from recon.config import ChannelConfig
@@ -76,26 +75,43 @@ LEDGER_KINDS = {"在线支付": "payment", "交易付款": "payment", "交易退
 
 def parse(path: Path, raw: bytes, channel: ChannelConfig) -> ParsedStatement:
     """Parse an Alipay bill (.csv, or the downloaded .zip holding the detail and summary files)."""
-    if not raw.strip():
+    if not raw or raw.isspace():
         raise InputError(path, "the file is empty (an interrupted download?)", 1)
     if raw[:2] == b"PK":
         _, raw = read_entry(path, raw, lambda n: "明细" in n and "汇总" not in n)
-    lines = split_lines(decode(raw, path, ENCODINGS))
-    start = find_line(lines, START_MARKER)
-    if start is None or start + 1 >= len(lines):
+    return decoded(path, raw, ENCODINGS, lambda slices: _parse_lines(path, slices, channel))
+
+
+def _parse_lines(path: Path, slices: Iterator[Lines], channel: ChannelConfig) -> ParsedStatement:
+    def start(lines: pl.Series, first: int) -> int | None:
+        return find_line(lines, START_MARKER)
+
+    def check_start(line: str, index: int) -> None:
+        if SUMMARY_MARKER in line:
+            raise InputError(path, "this is the summary file (业务明细(汇总)); import the detail file (业务明细)",
+                             index + 1)
+
+    def tail(lines: pl.Series, at: int) -> int | None:
+        return find_line(lines, END_MARKER, at)
+
+    def body(header: str, header_line: int, lines: pl.DataFrame) -> pl.DataFrame:
+        cells = split_csv(path, header, lines)
+        if "账务流水号" in cells.columns:
+            return _ledger_rows(path, cells, channel, header_line)
+        return _trade_rows(path, cells, channel, header_line)
+
+    found = read_sections(slices, start, 1, tail, body, check_start)
+    if found.header is None:
         raise InputError(path, "not an Alipay bill: no '业务明细列表' or '账务明细列表' start marker", 1)
-    end = find_line(lines, END_MARKER, start + 1)
-    if end is None:
-        raise InputError(path, "truncated: the '列表结束' end marker is missing", len(lines))
-    preamble = "\n".join(lines.slice(0, start).to_list())
-    footer = "\n".join(lines.slice(end).to_list())
-    if SUMMARY_MARKER in lines[start]:
-        raise InputError(path, "this is the summary file (业务明细(汇总)); import the detail file (业务明细)", start + 1)
-    cells = split_csv(path, lines[start + 1], line_frame(lines, start + 2, end))
-    if "账务流水号" in cells.columns:
-        rows = _ledger(path, cells, channel, footer, end + 1, start + 2)
+    if found.tail_index is None:
+        raise InputError(path, "truncated: the '列表结束' end marker is missing", found.lines)
+    frame = found.rows()
+    footer = "\n".join(found.tail)
+    if "income" in frame.columns:
+        rows = _check_ledger_totals(path, frame, footer, found.tail_index + 1)
     else:
-        rows = _trades(path, cells, channel, footer, end + 1, start + 2)
+        rows = _check_trade_totals(path, frame, footer, found.tail_index + 1)
+    preamble = "\n".join(found.before)
     account = ACCOUNT.search(preamble)
     merchant = account.group(1) if account else None
     merchant_line = preamble.count("\n", 0, account.start()) + 1 if account else None
@@ -126,8 +142,8 @@ def _footer_total(path: Path, found: re.Match[str], label: str, footer_line: int
         raise InputError(path, f"footer {label}: {found.group(2)!r} is not an amount", line) from None
 
 
-def _trades(path: Path, cells: pl.DataFrame, channel: ChannelConfig, footer: str, footer_line: int,
-            header_line: int) -> pl.DataFrame:
+def _trade_rows(path: Path, cells: pl.DataFrame, channel: ChannelConfig, header_line: int) -> pl.DataFrame:
+    """Canonical rows of a slice of the trade bill, with 商家实收 kept for the footer check."""
     cols = pick_columns(path, cells, TRADE_COLUMNS, ["channel_txn_id", "order_no", "business_type", "occurred_at",
                                                      "amount"], header_line)
     check_amounts(path, cells, [cols[c] for c in ("amount", "received", "service_fee") if c in cols])
@@ -144,13 +160,12 @@ def _trades(path: Path, cells: pl.DataFrame, channel: ChannelConfig, footer: str
         currency=pl.lit(channel.currency),
         **{c: text(cols[c]) if c in cols else pl.lit(None, pl.String)
            for c in ("order_no", "channel_txn_id", "refund_id", "counterparty")},
-    )
-    _check_trade_totals(path, frame, footer, footer_line)
-    return canonical(frame.with_columns(natural_key=natural_key(["kind", "channel_txn_id", "refund_id"])))
+    ).with_columns(natural_key=natural_key(["kind", "channel_txn_id", "refund_id"]))
+    return canonical(frame).with_columns(frame["received"])
 
 
-def _check_trade_totals(path: Path, frame: pl.DataFrame, footer: str, footer_line: int) -> None:
-    """Rows that do not add up to the footer mean a cut or edited file: reject it."""
+def _check_trade_totals(path: Path, frame: pl.DataFrame, footer: str, footer_line: int) -> pl.DataFrame:
+    """The canonical rows, once they add up to the footer: rows that do not mean a cut or edited file."""
     column = "received" if frame["received"].null_count() < frame.height else "amount"
     for pattern, kind, label in ((TRADE_TOTAL, "payment", "交易合计"), (REFUND_TOTAL, "refund", "退款合计")):
         found = pattern.search(footer)
@@ -162,10 +177,11 @@ def _check_trade_totals(path: Path, frame: pl.DataFrame, footer: str, footer_lin
         if count != rows.height or total != stated:
             raise InputError(path, f"footer {label} says {count} rows totalling {stated}, "
                                    f"but the file holds {rows.height} totalling {total.normalize()}", line)
+    return frame.drop("received")
 
 
-def _ledger(path: Path, cells: pl.DataFrame, channel: ChannelConfig, footer: str, footer_line: int,
-            header_line: int) -> pl.DataFrame:
+def _ledger_rows(path: Path, cells: pl.DataFrame, channel: ChannelConfig, header_line: int) -> pl.DataFrame:
+    """Canonical rows of a slice of the 账务明细 bill, with income and expense kept for the footer check."""
     cols = pick_columns(path, cells, LEDGER_COLUMNS, ["ledger_id", "occurred_at", "income", "expense",
                                                       "business_type"], header_line)
     check_amounts(path, cells, [cols["income"], cols["expense"]])
@@ -180,7 +196,13 @@ def _ledger(path: Path, cells: pl.DataFrame, channel: ChannelConfig, footer: str
         currency=pl.lit(channel.currency),
         ledger_id=text(cols["ledger_id"]),
         **{c: text(cols[c]) for c in ("order_no", "channel_txn_id", "counterparty") if c in cols},
-    )
+    # 账务流水号 identifies a ledger line: it is the record's key.
+    ).with_columns(natural_key=natural_key(["ledger_id"]))
+    return canonical(frame).with_columns(frame["income"], frame["expense"])
+
+
+def _check_ledger_totals(path: Path, frame: pl.DataFrame, footer: str, footer_line: int) -> pl.DataFrame:
+    """The canonical rows, once their income and expense add up to the footer's."""
     for label, column in (("支出合计", "expense"), ("收入合计", "income")):
         found = re.search(rf"#{label}：(\d+)笔，共(-?[\d.]+)元", footer)
         if found:
@@ -190,5 +212,4 @@ def _ledger(path: Path, cells: pl.DataFrame, channel: ChannelConfig, footer: str
             if count != moved.height or total != stated:
                 raise InputError(path, f"footer {label} says {count} rows totalling {stated}, "
                                        f"but the file holds {moved.height} totalling {total.normalize()}", line)
-    # 账务流水号 identifies a ledger line: it is the record's key.
-    return canonical(frame.with_columns(natural_key=natural_key(["ledger_id"])))
+    return frame.drop("income", "expense")

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 
 from fetchers.base import MONEY, ParsedStatement
+from fetchers.chunks import Lines, decoded, read_sections
 from fetchers.tabular import (
     amount,
     canonical,
     check_amounts,
     check_complete,
     cut_at,
-    decode,
-    line_frame,
     map_values,
     natural_key,
     normalise_header,
     parse_times,
     split_csv,
-    split_lines,
     text,
 )
 from recon.config import CANONICAL_KINDS, CANONICAL_STATUSES, ChannelConfig
@@ -32,15 +31,37 @@ def parse(path: Path, raw: bytes, channel: ChannelConfig) -> ParsedStatement:
     mapping = channel.mapping
     assert mapping is not None  # enforced by ChannelConfig
     encodings = ["utf-8-sig"] if mapping.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else [mapping.encoding]
-    if not raw.strip():
+    if not raw or raw.isspace():
         raise InputError(path, "the file is empty (an interrupted download?)", 1)
-    lines = split_lines(decode(raw, path, encodings))
+    return decoded(path, raw, encodings, lambda slices: _parse_lines(path, slices, channel))
+
+
+def _parse_lines(path: Path, slices: Iterator[Lines], channel: ChannelConfig) -> ParsedStatement:
+    mapping = channel.mapping
+    assert mapping is not None
     header_at = mapping.skip_lines
-    if header_at >= len(lines):
-        raise InputError(path, f"no header line: the file has {len(lines)} line(s) and skip_lines is {header_at}",
+
+    def start(lines: pl.Series, first: int) -> int | None:
+        return header_at - first if first <= header_at < first + lines.len() else None
+
+    def tail(lines: pl.Series, at: int) -> int | None:
+        end = cut_at(lines, at, mapping.footer_markers)
+        return None if end == lines.len() else end
+
+    found = read_sections(slices, start, 0, tail, lambda header, _, lines: _rows(path, header, lines, channel))
+    if found.header is None:
+        raise InputError(path, f"no header line: the file has {found.lines} line(s) and skip_lines is {header_at}",
                          header_at + 1)
-    end = cut_at(lines, header_at + 1, mapping.footer_markers)
-    cells = split_csv(path, lines[header_at], line_frame(lines, header_at + 1, end), mapping.delimiter)
+    rows = found.rows()
+    return ParsedStatement(rows=check_complete(path, rows))
+
+
+def _rows(path: Path, header: str, lines: pl.DataFrame, channel: ChannelConfig) -> pl.DataFrame:
+    """Canonical rows of a slice of the statement."""
+    mapping = channel.mapping
+    assert mapping is not None
+    header_at = mapping.skip_lines
+    cells = split_csv(path, header, lines, mapping.delimiter)
     # Header cells are matched normalised (NFKC, padding stripped), so the mapping's names are too:
     # a mapping that copies '金额（元）' from the file must find the column.
     cols = {canonical_name: normalise_header(header) for canonical_name, header in mapping.columns.items()}
@@ -70,5 +91,4 @@ def parse(path: Path, raw: bytes, channel: ChannelConfig) -> ParsedStatement:
         frame = frame.with_columns(
             amount=pl.when(pl.col("kind") == "refund").then(-pl.col("amount").abs()).otherwise(pl.col("amount"))
         )
-    rows = canonical(frame)
-    return ParsedStatement(rows=check_complete(path, rows.with_columns(natural_key=natural_key(mapping.natural_key))))
+    return canonical(frame).with_columns(natural_key=natural_key(mapping.natural_key))

@@ -5,25 +5,24 @@ Formats and quirks: reference/channel-formats.md §2. Columns are matched by hea
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 
-from fetchers.base import MONEY, ParsedStatement
+from fetchers.base import CANONICAL_SCHEMA, MONEY, ParsedStatement
+from fetchers.chunks import Lines, decoded, read_sections
 from fetchers.tabular import (
     amount,
     canonical,
     check_amounts,
     check_complete,
-    decode,
     find_line,
-    line_frame,
     natural_key,
     parse_times,
     pick_columns,
     split_backtick,
-    split_lines,
     text,
 )
 from recon.config import ChannelConfig
@@ -61,19 +60,44 @@ REFUND_STATES = {"SUCCESS": "success", "PROCESSING": "pending", "FAIL": "failed"
 NO_REFUND_ID = "0"
 
 
+# Columns a slice's rows carry beside the canonical ones, for the checks over the whole bill.
+MERCHANT = "_merchant"
+TOTAL_PREFIX = "_total_"
+
+
 def parse(path: Path, raw: bytes, channel: ChannelConfig) -> ParsedStatement:
     """Parse a WeChat Pay trade bill."""
-    if not raw.strip():
+    if not raw or raw.isspace():
         raise InputError(path, "the file is empty (an interrupted download?)", 1)
-    lines = split_lines(decode(raw, path, ENCODINGS))
-    if lines.is_empty() or "交易时间" not in lines[0] or "微信订单号" not in lines[0]:
-        hint = " (this is a fund-flow bill, 资金账单; import the trade bill, 交易账单)" if (
-            not lines.is_empty() and "记账时间" in lines[0]) else ""
-        raise InputError(path, f"not a WeChat Pay trade bill: the first line is not its header{hint}", 1)
-    summary = find_line(lines, SUMMARY_MARKER, 1)
-    if summary is None or summary + 1 >= len(lines):
-        raise InputError(path, "truncated: the summary block (总交易单数) is missing", len(lines))
-    cells = split_backtick(path, lines[0], line_frame(lines, 1, summary))
+    return decoded(path, raw, ENCODINGS, lambda slices: _parse_lines(path, slices, channel))
+
+
+def _parse_lines(path: Path, slices: Iterator[Lines], channel: ChannelConfig) -> ParsedStatement:
+    def start(lines: pl.Series, first: int) -> int:
+        head = lines[0] if lines.len() else ""
+        if first == 0 and ("交易时间" not in head or "微信订单号" not in head):
+            hint = " (this is a fund-flow bill, 资金账单; import the trade bill, 交易账单)" if "记账时间" in head else ""
+            raise InputError(path, f"not a WeChat Pay trade bill: the first line is not its header{hint}", 1)
+        return 0
+
+    def tail(lines: pl.Series, at: int) -> int | None:
+        return find_line(lines, SUMMARY_MARKER, at)
+
+    found = read_sections(slices, start, 0, tail, lambda header, _, lines: _rows(path, header, lines, channel))
+    if found.header is None:
+        raise InputError(path, "not a WeChat Pay trade bill: the first line is not its header", 1)
+    if found.tail_index is None or len(found.tail) < 2:
+        raise InputError(path, "truncated: the summary block (总交易单数) is missing", found.lines)
+    frame = found.rows()
+    _check_totals(path, frame, found.tail[0], found.tail[1], found.tail_index + 2)
+    merchant, merchant_line = _merchant(path, frame)
+    rows = frame.select(list(CANONICAL_SCHEMA))
+    return ParsedStatement(rows=check_complete(path, rows), merchant_id=merchant, merchant_line=merchant_line)
+
+
+def _rows(path: Path, header: str, lines: pl.DataFrame, channel: ChannelConfig) -> pl.DataFrame:
+    """Canonical rows of a slice, with the 商户号 and the summed columns kept for the checks over the bill."""
+    cells = split_backtick(path, header, lines)
     cols = pick_columns(path, cells, COLUMNS, ["occurred_at", "channel_txn_id", "order_no", "trade_state", "paid"], 1)
     check_amounts(path, cells, [cols[c] for c in ("paid", "refund_amount", "fee") if c in cols])
     is_refund = text(cols["trade_state"]) == "REFUND"
@@ -97,32 +121,31 @@ def parse(path: Path, raw: bytes, channel: ChannelConfig) -> ParsedStatement:
         currency=text(cols["currency"]).fill_null(channel.currency) if "currency" in cols else pl.lit(channel.currency),
         **{c: text(cols[c]) for c in ("order_no", "channel_txn_id", "counterparty") if c in cols},
     )
-    _check_totals(path, cells, cols, lines[summary], lines[summary + 1], summary + 2)
-    merchant, merchant_line = _merchant(path, cells, cols)
+    extra = [text(cols["merchant_id"]).alias(MERCHANT)] if "merchant_id" in cols else []
+    extra += [amount(cols[detail]).alias(TOTAL_PREFIX + detail) for detail in set(TOTALS.values()) if detail in cols]
     rows = canonical(frame).with_columns(natural_key=natural_key(["kind", "channel_txn_id", "refund_id"]))
-    return ParsedStatement(rows=check_complete(path, rows), merchant_id=merchant, merchant_line=merchant_line)
+    return rows.with_columns(frame.select(extra)) if extra else rows
 
 
-def _merchant(path: Path, cells: pl.DataFrame, cols: dict[str, str]) -> tuple[str | None, int | None]:
+def _merchant(path: Path, frame: pl.DataFrame) -> tuple[str | None, int | None]:
     """The bill's 商户号 and the first line naming it; a bill whose rows name two is refused.
 
     Rows of two merchants mean an edited or merged file: which rows are ours cannot be told, so none is taken.
     """
-    if "merchant_id" not in cols:
+    if MERCHANT not in frame.columns:
         return None, None
-    named = cells.select(text(cols["merchant_id"]).alias("merchant"), "line_no").drop_nulls("merchant")
+    named = frame.select(pl.col(MERCHANT), "line_no").drop_nulls(MERCHANT)
     if named.is_empty():
         return None, None
     first, line = named.row(0)
-    other = named.filter(pl.col("merchant") != first)
+    other = named.filter(pl.col(MERCHANT) != first)
     if other.height:
-        raise InputError(path, f"rows of more than one 商户号: {first} (line {line}) and {other['merchant'][0]}",
+        raise InputError(path, f"rows of more than one 商户号: {first} (line {line}) and {other[MERCHANT][0]}",
                          int(other["line_no"][0]))
     return str(first), int(line)
 
 
-def _check_totals(path: Path, cells: pl.DataFrame, cols: dict[str, str], header: str, values: str,
-                  line_no: int) -> None:
+def _check_totals(path: Path, frame: pl.DataFrame, header: str, values: str, line_no: int) -> None:
     """The summary block must agree with the rows: a mismatch means a cut or altered bill."""
     names = [h.strip().lstrip("\ufeff") for h in header.split(",")]
     figures = [v.strip().lstrip("`") for v in values.split(",")]
@@ -130,11 +153,11 @@ def _check_totals(path: Path, cells: pl.DataFrame, cols: dict[str, str], header:
         raise InputError(path, f"summary line has {len(figures)} values for {len(names)} headings", line_no)
     stated = dict(zip(names, figures, strict=True))
     try:
-        if int(stated["总交易单数"]) != cells.height:
-            raise InputError(path, f"summary says {stated['总交易单数']} rows, the bill holds {cells.height}", line_no)
+        if int(stated["总交易单数"]) != frame.height:
+            raise InputError(path, f"summary says {stated['总交易单数']} rows, the bill holds {frame.height}", line_no)
         for heading, detail in TOTALS.items():
-            if heading in stated and detail in cols:
-                total = Decimal(str(cells.select(amount(cols[detail]).sum()).item() or 0))
+            if heading in stated and TOTAL_PREFIX + detail in frame.columns:
+                total = Decimal(str(frame[TOTAL_PREFIX + detail].sum() or 0))
                 if total != Decimal(stated[heading]):
                     raise InputError(path, f"summary {heading} is {stated[heading]}, the rows add up to "
                                            f"{total.normalize()}", line_no)

@@ -1,0 +1,177 @@
+"""Statements read in slices: decoded, split into lines and turned into rows a few megabytes at a time.
+
+A day of ten million orders makes bills of a gigabyte. Decoded whole, such a bill is one Python string
+of twice its size (GBK text becomes UCS-2), then a column of lines, then a frame of text cells: many
+gigabytes, and the time grows faster than the file. Cut at line breaks, each slice decodes on its own
+(no GBK, GB18030 or UTF-8 character contains a CR or LF byte), so memory stays at one slice's worth
+beyond the bytes and the rows, and every polars step runs over a slice that fits the caches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import polars as pl
+
+from fetchers.tabular import check_line_lengths, split_lines
+from recon.errors import InputError
+
+# Bytes of a slice. A slice ends at a line break; check_line_lengths has refused any line longer than
+# MAX_LINE_BYTES (128 KiB) before slicing starts, so a slice never has to grow far past this.
+CHUNK_BYTES = 16 * 1024 * 1024
+# Lines before a statement's header (an Alipay preamble has four). A file whose header is not found
+# within them is refused at once rather than held line by line in memory.
+MAX_LINES_BEFORE = 1000
+
+T = TypeVar("T")
+Lines = tuple[pl.Series, int]  # the lines of one slice, and the 0-based index of its first line in the file
+
+
+class _Undecodable(Exception):
+    """A slice that the encoding being tried cannot decode; ``offset`` is the bad byte's place in the file."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(offset)
+        self.offset = offset
+
+
+def _cut(raw: bytes, start: int, size: int) -> int:
+    """End (exclusive) of the slice that starts at ``start``: just after a line break, or the end of ``raw``."""
+    limit = start + size
+    if limit >= len(raw):
+        return len(raw)
+    newline = raw.rfind(b"\n", start, limit)
+    if newline >= 0:
+        return newline + 1
+    carriage = raw.rfind(b"\r", start, limit)
+    if carriage >= 0:
+        return carriage + 2 if raw[carriage + 1:carriage + 2] == b"\n" else carriage + 1
+    # A slice smaller than one line (only when CHUNK_BYTES is set tiny): take the line whole.
+    ends = [i for i in (raw.find(b"\n", limit), raw.find(b"\r", limit)) if i >= 0]
+    return _cut(raw, start, min(ends) - start + 1) if ends else len(raw)
+
+
+def line_slices(raw: bytes, encoding: str, chunk_bytes: int | None = None) -> Iterator[Lines]:
+    """The lines of ``raw`` decoded with ``encoding``, a slice at a time, split as ``split_lines`` splits."""
+    size = chunk_bytes or CHUNK_BYTES
+    later = encoding.removesuffix("-sig")  # a BOM is dropped at the start of the file only
+    start, first = 0, 0
+    while start < len(raw):
+        end = _cut(raw, start, size)
+        piece = raw[start:end]
+        try:
+            text = piece.decode(encoding if start == 0 else later)
+        except UnicodeDecodeError as exc:
+            # utf-8-sig reports offsets past the BOM it dropped; count from the start of the slice.
+            raise _Undecodable(start + len(piece) - len(exc.object) + exc.start) from None
+        del piece
+        lines = split_lines(text) if text else pl.Series("text", [], dtype=pl.String)
+        del text
+        yield lines, first
+        first += lines.len()
+        start = end
+
+
+def decoded(path: Path, raw: bytes, encodings: Sequence[str], parse: Callable[[Iterator[Lines]], T]) -> T:
+    """``parse`` over the slices of the first encoding that decodes the whole file.
+
+    A file is parsed as it is decoded; a slice the encoding cannot decode restarts the parse with the
+    next encoding (a GBK bill fails as UTF-8 on its first Chinese character, so it restarts at once).
+    When none fits, the error names the line of the bad byte the furthest-reaching encoding stopped at.
+    """
+    check_line_lengths(raw, path)
+    furthest = -1
+    for encoding in encodings:
+        try:
+            return parse(line_slices(raw, encoding))
+        except _Undecodable as exc:
+            furthest = max(furthest, exc.offset)
+    line = raw.count(b"\n", 0, furthest) + 1
+    raise InputError(path, f"cannot be decoded as {' or '.join(encodings)} (byte {furthest})", line)
+
+
+@dataclass
+class Sections:
+    """A statement cut into what comes before its header, the header, the body's parsed parts and the tail."""
+
+    before: list[str] = field(default_factory=list)
+    header: str | None = None
+    header_index: int = -1  # 0-based line index of the header
+    parts: list[pl.DataFrame] = field(default_factory=list)
+    tail: list[str] = field(default_factory=list)
+    tail_index: int | None = None  # 0-based line index of the first tail line; None when no tail was found
+    lines: int = 0  # lines read in all
+    # The first refusal of a body line. It is raised by ``rows`` only: a parser first says what is wrong with
+    # the file as a whole (a missing end marker explains a row cut in half better than the row does).
+    refused: InputError | None = None
+
+    def rows(self) -> pl.DataFrame:
+        """The body's parsed parts as one frame (not copied into one buffer), or the refusal of a body line."""
+        if self.refused is not None:
+            raise self.refused
+        return self.parts[0] if len(self.parts) == 1 else pl.concat(self.parts, rechunk=False)
+
+
+def body_frame(lines: pl.Series, start: int, end: int, first: int) -> pl.DataFrame:
+    """Non-blank lines ``start``..``end`` of a slice whose first line is line ``first`` (0-based) of the file."""
+    frame = pl.DataFrame({"text": lines.slice(start, max(end - start, 0))}).with_columns(
+        line_no=pl.int_range(first + start + 1, first + start + 1 + pl.len(), dtype=pl.Int64)
+    )
+    return frame.filter(pl.col("text").str.strip_chars() != "")
+
+
+def read_sections(slices: Iterator[Lines], find_start: Callable[[pl.Series, int], int | None], header_offset: int,
+                  find_tail: Callable[[pl.Series, int], int | None],
+                  body: Callable[[str, int, pl.DataFrame], pl.DataFrame],
+                  check_start: Callable[[str, int], None] | None = None) -> Sections:
+    """Walk the slices: lines before the start, the header, each slice's body lines through ``body``, the tail.
+
+    ``find_start(lines, first)`` gives the slice index of the line that starts the table (None when the
+    slice has none); the header is ``header_offset`` lines after it (0: the start is the header; 1: a
+    marker line precedes it). ``check_start(line, index)`` may refuse the start line before any body is
+    parsed. ``find_tail(lines, from)`` gives the slice index of the first line after the body, or None.
+    ``body(header, header_line, lines)`` is called on each slice's body lines (``header_line`` 1-based), and
+    once on none when the body is empty.
+    """
+    found = Sections()
+    start_index: int | None = None
+    for lines, first in slices:
+        found.lines = first + lines.len()
+        at = 0
+        if start_index is None:
+            hit = find_start(lines, first)
+            if hit is None:
+                found.before.extend(lines.to_list())
+                if len(found.before) > MAX_LINES_BEFORE:
+                    break
+                continue
+            found.before.extend(lines.slice(0, hit).to_list())
+            start_index = first + hit
+            if check_start is not None:
+                check_start(lines[hit], start_index)
+        if found.header is None:
+            at = start_index + header_offset - first
+            if at >= lines.len():
+                continue
+            found.header, found.header_index = lines[at], first + at
+            at += 1
+        if found.tail_index is None:
+            hit = find_tail(lines, at)
+            stop = lines.len() if hit is None else hit
+            if stop > at and found.refused is None:
+                try:
+                    found.parts.append(body(found.header, found.header_index + 1, body_frame(lines, at, stop, first)))
+                except InputError as exc:
+                    found.refused = exc.with_traceback(None)
+                    found.parts.clear()
+            if hit is None:
+                continue
+            found.tail_index, at = first + hit, hit
+        found.tail.extend(lines.slice(at).to_list())
+    if found.header is not None and not found.parts and found.refused is None:
+        empty = body_frame(pl.Series("text", [], dtype=pl.String), 0, 0, found.header_index + 1)
+        found.parts.append(body(found.header, found.header_index + 1, empty))
+    return found
