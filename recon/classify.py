@@ -11,6 +11,7 @@ import duckdb
 
 from recon.config import ChannelConfig
 from recon.shops.base import MONEY_IN, ShopAdapter
+from recon.store import unordered_inserts
 from recon.taxonomy import CODES
 
 CLASSIFY_SQL = resources.files("recon").joinpath("sql/classify.sql").read_text(encoding="utf-8")
@@ -29,6 +30,33 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE OR REPLACE TEMP MACRO money(x) AS CAST(CAST(x AS DECIMAL(20,2)) AS VARCHAR)")
     con.execute("CREATE OR REPLACE TEMP TABLE code_priority (code VARCHAR, priority INTEGER)")
     con.executemany("INSERT INTO code_priority VALUES (?, ?)", [(c.code, c.priority) for c in CODES])
+
+
+# Per run, not per channel: every channel's pass reads the same shop orders and the same places where
+# each order's money was booked, so their keys are computed once (a scan of every shop order per
+# channel cost more than the channel's own classification).
+RUN_SCOPE_SQL = (
+    """
+    CREATE OR REPLACE TEMP TABLE run_orders AS
+    SELECT s.*, CASE WHEN $ci THEN upper(s.order_no) ELSE s.order_no END AS unit_key FROM shop_orders s
+    """,
+    """
+    CREATE OR REPLACE TEMP TABLE run_txn_places AS
+    SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key,
+           min(channel) AS first_channel, max(channel) AS last_channel,
+           min(business_date) AS first_date, max(business_date) AS last_date
+    FROM channel_txn WHERE order_no IS NOT NULL GROUP BY ALL
+    """,
+)
+
+
+def prepare_run(con: duckdb.DuckDBPyConnection, case_insensitive: bool) -> None:
+    """The run's shop orders keyed as units, and where each order number's money was booked.
+
+    Call after the shop orders are loaded and before the first ``classify`` of the run.
+    """
+    for statement in RUN_SCOPE_SQL:
+        con.execute(statement, {"ci": case_insensitive})
 
 
 def classify(con: duckdb.DuckDBPyConnection, run_id: int, channel: ChannelConfig, day: date,
@@ -54,9 +82,10 @@ def classify(con: duckdb.DuckDBPyConnection, run_id: int, channel: ChannelConfig
         "match_window": channel.amount_match_window,
         "money_in": list(MONEY_IN),
     }
-    for statement in _statements(CLASSIFY_SQL):
-        used = {k: v for k, v in params.items() if re.search(rf"\${k}\b", statement)}
-        con.execute(statement, used)
+    with unordered_inserts(con):
+        for statement in _statements(CLASSIFY_SQL):
+            used = {k: v for k, v in params.items() if re.search(rf"\${k}\b", statement)}
+            con.execute(statement, used)
     rows = con.execute(
         "SELECT code, count(*) FROM results WHERE run_id = ? AND channel = ? GROUP BY code", [run_id, channel.id]
     ).fetchall()

@@ -206,4 +206,36 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        3,
+        """
+        -- channel_txn without its UNIQUE (channel, natural_key) index: maintaining that index cost as much
+        -- as the rest of an import. The import keeps the rule itself (recon/importer.py: a row whose key the
+        -- store or the file already holds is recorded in import_duplicates, never inserted), under the
+        -- store's single-writer lock, so the index only ever re-checked it.
+        CREATE TABLE channel_txn_v3 (
+            txn_id         BIGINT PRIMARY KEY,
+            channel        VARCHAR NOT NULL,
+            kind           VARCHAR NOT NULL,
+            order_no       VARCHAR,
+            channel_txn_id VARCHAR,
+            refund_id      VARCHAR,
+            amount         DECIMAL(20,6) NOT NULL,
+            currency       VARCHAR NOT NULL,
+            fee            DECIMAL(20,6),
+            status         VARCHAR NOT NULL,
+            occurred_at    TIMESTAMPTZ NOT NULL,
+            business_date  DATE NOT NULL,
+            counterparty   VARCHAR,
+            source         VARCHAR NOT NULL,
+            line_no        BIGINT,
+            import_id      BIGINT NOT NULL,
+            natural_key    VARCHAR NOT NULL,
+            upstream_txn_id VARCHAR
+        );
+        INSERT INTO channel_txn_v3 SELECT * FROM channel_txn ORDER BY txn_id;
+        DROP TABLE channel_txn;
+        ALTER TABLE channel_txn_v3 RENAME TO channel_txn;
+        """,
+    ),
 ]

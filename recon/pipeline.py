@@ -12,7 +12,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from recon.classify import classify, day_bounds, prepare
+from recon.classify import classify, day_bounds, prepare, prepare_run
 from recon.config import ChannelConfig, Config
 from recon.errors import Interrupted, ReconError
 from recon.faults import pause_point
@@ -20,6 +20,7 @@ from recon.fetching import FetchOutcome
 from recon.ledger import update_from_run
 from recon.money import money_str
 from recon.shops import ShopAdapter, open_shop
+from recon.store import unordered_inserts
 from recon.taxonomy import WAITING_CODES
 
 
@@ -105,7 +106,8 @@ def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels
     con.register("loaded_orders", orders.to_arrow())
     try:
         con.execute("DELETE FROM shop_orders WHERE order_no IN (SELECT order_no FROM loaded_orders)")
-        con.execute("INSERT INTO shop_orders BY NAME SELECT * FROM loaded_orders")
+        with unordered_inserts(con):
+            con.execute("INSERT INTO shop_orders BY NAME SELECT * FROM loaded_orders")
     finally:
         con.unregister("loaded_orders")
     return orders.height
@@ -137,6 +139,7 @@ def run(con: duckdb.DuckDBPyConnection, config: Config, day: date, channel_ids: 
         con.execute("BEGIN")
         try:
             load_shop_orders(con, shop, channels, day)
+            prepare_run(con, shop.case_insensitive)
             incomplete = []
             for ch in channels:
                 complete = channel_complete(con, ch.id, day)
