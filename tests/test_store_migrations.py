@@ -1,0 +1,50 @@
+"""A store written by an older recon opens with a newer one: migrated in place, nothing lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from recon.migrations import MIGRATIONS
+from recon.store import open_store, schema_version
+from tests.scenario import Scenario
+
+
+def _store_at(path: Path, version: int) -> None:
+    """A store as a recon that knew migrations up to ``version`` left it."""
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ)")
+    for number, sql in MIGRATIONS:
+        if number <= version:
+            con.execute(sql)
+            con.execute("INSERT INTO schema_version VALUES (?, now())", [number])
+    con.close()
+
+
+def test_a_version_2_store_keeps_its_channel_rows_and_imports_as_before(scenario: Scenario) -> None:
+    """Migration 3 rebuilds channel_txn without its UNIQUE index; the import still stores a record once."""
+    config = scenario.config
+    _store_at(config.store_path, 2)
+    con = duckdb.connect(str(config.store_path))
+    con.execute("""
+        SELECT nextval('import_ids'), nextval('txn_ids');
+        INSERT INTO imports VALUES (1, 'pay', 'sha', 'old.csv', 'archive/old', 10, 'file', 1, 1, 0, NULL, NULL,
+            NULL, now());
+        INSERT INTO channel_txn VALUES (1, 'pay', 'payment', 'B1', 'T1', NULL, 12.30, 'CNY', NULL, 'success',
+            TIMESTAMPTZ '2026-11-20 02:00:30+00', DATE '2026-11-20', NULL, 'sha', 2, 1, 'payment|T1|', NULL);
+    """)
+    con.close()
+    with scenario.store() as store:
+        assert schema_version(store) == MIGRATIONS[-1][0]
+        [(unique,)] = store.execute(
+            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'channel_txn' AND constraint_type = 'UNIQUE'"
+        ).fetchall()
+        assert unique == 0
+    outcome = scenario.import_(scenario.statement([{"txn": "T1", "order": "B1", "amount": "12.30"},
+                                                   {"txn": "T2", "order": "B2", "amount": "5.00"}]))
+    assert (outcome.rows_new, outcome.rows_duplicate) == (1, 1)
+    assert outcome.duplicates == [(2, "old.csv:2")]
+    rows = scenario.query("SELECT txn_id, order_no, amount FROM channel_txn ORDER BY txn_id")
+    assert [(r["order_no"], str(r["amount"])) for r in rows] == [("B1", "12.300000"), ("B2", "5.000000")]
+    assert rows[0]["txn_id"] == 1 and rows[1]["txn_id"] > 1
