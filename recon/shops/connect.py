@@ -65,9 +65,13 @@ class Dialect:
         Made ready for a statement with %s parameters like ``embed``: recon sends every statement it
         builds with bound parameters, so a ``%`` in a configured column name must reach the server doubled.
         """
+        return self.embed(self.identifier(identifier))
+
+    def identifier(self, identifier: str) -> str:
+        """A quoted identifier as the server reads it, for a statement sent without parameters."""
         if self.name == "mysql":
-            return self.embed("`" + identifier.replace("`", "``") + "`")
-        return self.embed('"' + identifier.replace('"', '""') + '"')
+            return "`" + identifier.replace("`", "``") + "`"
+        return '"' + identifier.replace('"', '""') + '"'
 
     def marks(self, count: int) -> str:
         return ", ".join([self.placeholder] * count)
@@ -132,12 +136,22 @@ class Connector:
     """Opens connections to one shop database; ``connector()`` is a DB-API connection."""
 
     def __init__(self, dsn: Dsn, zone: str, read_only: bool = True,
-                 timeout: int = CONNECT_TIMEOUT_SECONDS) -> None:
+                 timeout: int = CONNECT_TIMEOUT_SECONDS, key: str = "shop.dsn") -> None:
         self.dsn = dsn
         self.dialect = dsn.dialect
+        self.key = key
         self._zone = zone
         self._read_only = read_only
         self._timeout = timeout
+
+    @property
+    def zone(self) -> str:
+        """The shop's wall-clock zone (PostgreSQL sessions run in it)."""
+        return self._zone
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
 
     def __repr__(self) -> str:
         return f"Connector({self.dsn.where!r})"
@@ -150,8 +164,12 @@ class Connector:
         try:
             return self._open()
         except DB_ERRORS as exc:
-            raise ShopError(f"cannot connect to the shop database {self.dsn.where}: "
+            raise ShopError(f"cannot connect to the shop database {self.dsn.where} ({self.key}): "
                             f"{self.redact(_message(exc))}") from None
+        except UnicodeEncodeError:
+            # pymysql sends the password as Latin-1; its error would quote a character of it.
+            raise ShopError(f"cannot connect to the shop database {self.dsn.where} ({self.key}): the password has "
+                            "characters the MySQL driver cannot send (only Latin-1 ones)") from None
 
     def _open(self) -> Any:
         d = self.dsn
@@ -187,7 +205,7 @@ def connector(dsn: str, zone: str, base: Callable[[Path], Path] | None = None, r
     parsed = parse_dsn(dsn, key)
     if parsed.dialect.name == "sqlite" and base is not None:
         parsed = Dsn(SQLITE, str(base(Path(parsed.database))))
-    return Connector(parsed, zone, read_only=read_only)
+    return Connector(parsed, zone, read_only=read_only, key=key)
 
 
 def stream_cursor(dialect: Dialect, con: Any) -> Any:
