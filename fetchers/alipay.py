@@ -17,6 +17,7 @@ from fetchers.base import MONEY, ParsedStatement
 from fetchers.chunks import Lines, decoded, read_sections
 from fetchers.statement_zip import read_entry
 from fetchers.tabular import (
+    is_blank,
     amount,
     canonical,
     check_amounts,
@@ -75,7 +76,7 @@ LEDGER_KINDS = {"在线支付": "payment", "交易付款": "payment", "交易退
 
 def parse(path: Path, raw: bytes, channel: ChannelConfig) -> ParsedStatement:
     """Parse an Alipay bill (.csv, or the downloaded .zip holding the detail and summary files)."""
-    if not raw or raw.isspace():
+    if is_blank(raw):
         raise InputError(path, "the file is empty (an interrupted download?)", 1)
     if raw[:2] == b"PK":
         _, raw = read_entry(path, raw, lambda n: "明细" in n and "汇总" not in n)

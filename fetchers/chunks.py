@@ -9,6 +9,7 @@ beyond the bytes and the rows, and every polars step runs over a slice that fits
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import TypeVar
 
 import polars as pl
 
-from fetchers.tabular import check_line_lengths, split_lines
+from fetchers.tabular import check_line_lengths, count_in, release, split_lines
 from recon.errors import InputError
 
 # Bytes of a slice. A slice ends at a line break; check_line_lengths has refused any line longer than
@@ -25,6 +26,9 @@ CHUNK_BYTES = 16 * 1024 * 1024
 # Lines before a statement's header (an Alipay preamble has four). A file whose header is not found
 # within them is refused at once rather than held line by line in memory.
 MAX_LINES_BEFORE = 1000
+
+# Channel kinds whose parser reads a file a slice at a time, and so may be handed a mapped file.
+SLICED_KINDS = frozenset({"alipay", "wechatpay", "csv"})
 
 T = TypeVar("T")
 Lines = tuple[pl.Series, int]  # the lines of one slice, and the 0-based index of its first line in the file
@@ -38,7 +42,7 @@ class _Undecodable(Exception):
         self.offset = offset
 
 
-def _cut(raw: bytes, start: int, size: int) -> int:
+def _cut(raw: bytes | mmap.mmap, start: int, size: int) -> int:
     """End (exclusive) of the slice that starts at ``start``: just after a line break, or the end of ``raw``."""
     limit = start + size
     if limit >= len(raw):
@@ -54,7 +58,7 @@ def _cut(raw: bytes, start: int, size: int) -> int:
     return _cut(raw, start, min(ends) - start + 1) if ends else len(raw)
 
 
-def line_slices(raw: bytes, encoding: str, chunk_bytes: int | None = None) -> Iterator[Lines]:
+def line_slices(raw: bytes | mmap.mmap, encoding: str, chunk_bytes: int | None = None) -> Iterator[Lines]:
     """The lines of ``raw`` decoded with ``encoding``, a slice at a time, split as ``split_lines`` splits."""
     size = chunk_bytes or CHUNK_BYTES
     later = encoding.removesuffix("-sig")  # a BOM is dropped at the start of the file only
@@ -68,6 +72,7 @@ def line_slices(raw: bytes, encoding: str, chunk_bytes: int | None = None) -> It
             # utf-8-sig reports offsets past the BOM it dropped; count from the start of the slice.
             raise _Undecodable(start + len(piece) - len(exc.object) + exc.start) from None
         del piece
+        release(raw, start, end)
         lines = split_lines(text) if text else pl.Series("text", [], dtype=pl.String)
         del text
         yield lines, first
@@ -75,7 +80,7 @@ def line_slices(raw: bytes, encoding: str, chunk_bytes: int | None = None) -> It
         start = end
 
 
-def decoded(path: Path, raw: bytes, encodings: Sequence[str], parse: Callable[[Iterator[Lines]], T]) -> T:
+def decoded(path: Path, raw: bytes | mmap.mmap, encodings: Sequence[str], parse: Callable[[Iterator[Lines]], T]) -> T:
     """``parse`` over the slices of the first encoding that decodes the whole file.
 
     A file is parsed as it is decoded; a slice the encoding cannot decode restarts the parse with the
@@ -89,7 +94,7 @@ def decoded(path: Path, raw: bytes, encodings: Sequence[str], parse: Callable[[I
             return parse(line_slices(raw, encoding))
         except _Undecodable as exc:
             furthest = max(furthest, exc.offset)
-    line = raw.count(b"\n", 0, furthest) + 1
+    line = count_in(raw, b"\n", furthest) + 1
     raise InputError(path, f"cannot be decoded as {' or '.join(encodings)} (byte {furthest})", line)
 
 

@@ -10,6 +10,7 @@ import polars as pl
 from fetchers.base import MONEY, ParsedStatement
 from fetchers.chunks import Lines, decoded, read_sections
 from fetchers.tabular import (
+    is_blank,
     amount,
     canonical,
     check_amounts,
@@ -31,7 +32,7 @@ def parse(path: Path, raw: bytes, channel: ChannelConfig) -> ParsedStatement:
     mapping = channel.mapping
     assert mapping is not None  # enforced by ChannelConfig
     encodings = ["utf-8-sig"] if mapping.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else [mapping.encoding]
-    if not raw or raw.isspace():
+    if is_blank(raw):
         raise InputError(path, "the file is empty (an interrupted download?)", 1)
     return decoded(path, raw, encodings, lambda slices: _parse_lines(path, slices, channel))
 

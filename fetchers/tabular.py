@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
+import mmap
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -47,11 +49,44 @@ def decode(raw: bytes, path: Path, encodings: Sequence[str]) -> str:
         except UnicodeDecodeError as exc:
             # utf-8-sig reports offsets past the BOM it dropped; count from the start of ``raw``.
             furthest = max(furthest, len(raw) - len(exc.object) + exc.start)
-    line = raw.count(b"\n", 0, furthest) + 1
+    line = count_in(raw, b"\n", furthest) + 1
     raise InputError(path, f"cannot be decoded as {' or '.join(encodings)} (byte {furthest})", line)
 
 
-def check_line_lengths(raw: bytes, path: Path) -> None:
+# Reads over a mapped file go this many bytes at a time, each span's pages let go after it.
+SPAN_BYTES = 16 * 1024 * 1024
+
+
+def release(raw: bytes | mmap.mmap, start: int, end: int) -> None:
+    """Let the pages of a mapped file between ``start`` and ``end`` go: read again from disk if touched again.
+
+    A mapped file's pages count as the process's memory once read; a parser that has moved past them
+    does not need them resident. Bytes objects are left alone.
+    """
+    if isinstance(raw, mmap.mmap):
+        start, end = max(start, 0), min(end, len(raw))
+        first, last = start - start % mmap.PAGESIZE, end - end % mmap.PAGESIZE
+        if last > first:
+            raw.madvise(mmap.MADV_DONTNEED, first, last - first)
+
+
+def count_in(raw: bytes | mmap.mmap, needle: bytes, end: int) -> int:
+    """How often ``needle`` occurs in ``raw[:end]``, counted a span at a time (a mapping has no count)."""
+    found = 0
+    for start in range(0, end, SPAN_BYTES):
+        stop = min(start + SPAN_BYTES, end)
+        # One byte more, so a needle across the span's end is counted here and never in the next span.
+        found += raw[start:min(stop + len(needle) - 1, end)].count(needle)
+        release(raw, start, stop)
+    return found
+
+
+def is_blank(raw: bytes | mmap.mmap) -> bool:
+    """True for an empty file or one of white space only (stops at the first other byte)."""
+    return re.search(rb"\S", raw) is None
+
+
+def check_line_lengths(raw: bytes | mmap.mmap, path: Path) -> None:
     """Refuse ``raw`` at its first line of ``MAX_LINE_BYTES`` or more, without copying it.
 
     Such a line holds a whole aligned window of half the limit without a line break, so only windows
@@ -60,6 +95,8 @@ def check_line_lengths(raw: bytes, path: Path) -> None:
     window = MAX_LINE_BYTES // 2
     for start in range(0, len(raw), window):
         end = start + window
+        if start % SPAN_BYTES == 0 and start > MAX_LINE_BYTES:
+            release(raw, start - SPAN_BYTES - MAX_LINE_BYTES, start - MAX_LINE_BYTES)
         if _break_in(raw, start, end) >= 0:
             continue
         before = max(0, start - MAX_LINE_BYTES)
@@ -69,18 +106,18 @@ def check_line_lengths(raw: bytes, path: Path) -> None:
         if line_end - line_start < MAX_LINE_BYTES:
             continue
         line_start = _last_break(raw, 0, start) + 1
-        breaks = raw.count(b"\n", 0, line_start) + raw.count(b"\r", 0, line_start) - raw.count(b"\r\n", 0, line_start)
+        breaks = count_in(raw, b"\n", line_start) + count_in(raw, b"\r", line_start) - count_in(raw, b"\r\n", line_start)
         raise InputError(path, f"a line of {MAX_LINE_BYTES} bytes or more: not a statement (or its line breaks "
                                "were lost)", breaks + 1)
 
 
-def _break_in(raw: bytes, start: int, end: int) -> int:
+def _break_in(raw: bytes | mmap.mmap, start: int, end: int) -> int:
     """Index of the first CR or LF in ``raw[start:end]``, or -1."""
     found = [i for i in (raw.find(b"\n", start, end), raw.find(b"\r", start, end)) if i >= 0]
     return min(found, default=-1)
 
 
-def _last_break(raw: bytes, start: int, end: int) -> int:
+def _last_break(raw: bytes | mmap.mmap, start: int, end: int) -> int:
     """Index of the last CR or LF in ``raw[start:end]``, or -1."""
     return max(raw.rfind(b"\n", start, end), raw.rfind(b"\r", start, end))
 

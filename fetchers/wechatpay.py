@@ -14,6 +14,7 @@ import polars as pl
 from fetchers.base import CANONICAL_SCHEMA, MONEY, ParsedStatement
 from fetchers.chunks import Lines, decoded, read_sections
 from fetchers.tabular import (
+    is_blank,
     amount,
     canonical,
     check_amounts,
@@ -67,7 +68,7 @@ TOTAL_PREFIX = "_total_"
 
 def parse(path: Path, raw: bytes, channel: ChannelConfig) -> ParsedStatement:
     """Parse a WeChat Pay trade bill."""
-    if not raw or raw.isspace():
+    if is_blank(raw):
         raise InputError(path, "the file is empty (an interrupted download?)", 1)
     return decoded(path, raw, ENCODINGS, lambda slices: _parse_lines(path, slices, channel))
 

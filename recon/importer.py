@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from fetchers import PARSERS, ParsedStatement
+from fetchers.chunks import SLICED_KINDS
+from fetchers.tabular import SPAN_BYTES, release
 from recon.config import ChannelConfig, Config
 from recon.errors import InputError
 from recon.faults import crash_point, pause_point
@@ -33,11 +37,33 @@ class ImportOutcome:
     period: tuple[date, date] | None = None
 
 
-def sha256_of(raw: bytes) -> str:
-    return hashlib.sha256(raw).hexdigest()
+# Files of at least this size are mapped, not read, when their channel's parser reads a slice at a time
+# (fetchers.chunks.SLICED_KINDS): hashing, parsing and archiving let each slice's pages go once past it,
+# so a bill of a gigabyte is never resident whole. Smaller files, and the other parsers, get bytes.
+MAP_BYTES = 64 * 1024 * 1024
 
 
-def archive(raw: bytes, digest: str, archive_dir: Path) -> Path:
+def sha256_of(raw: bytes | mmap.mmap) -> str:
+    digest = hashlib.sha256()
+    for start in range(0, len(raw), SPAN_BYTES):
+        digest.update(raw[start:start + SPAN_BYTES])
+        release(raw, start, start + SPAN_BYTES)
+    return digest.hexdigest()
+
+
+def read_statement(path: Path, kind: str) -> bytes | mmap.mmap:
+    """The file's contents: mapped when large and its parser reads slices (see MAP_BYTES), else bytes."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size < MAP_BYTES or kind not in SLICED_KINDS:
+                return fh.read()
+            return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as exc:
+        raise InputError(path, f"cannot read: {exc.strerror}") from None
+
+
+def archive(raw: bytes | mmap.mmap, digest: str, archive_dir: Path) -> Path:
     """Keep the original bytes, named by content, so every row's raw line can be shown later."""
     target = archive_dir / digest[:2] / digest
     if target.exists():
@@ -45,7 +71,9 @@ def archive(raw: bytes, digest: str, archive_dir: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{digest}.{os.getpid()}.tmp")
     with open(tmp, "wb") as fh:
-        fh.write(raw)
+        for start in range(0, len(raw), SPAN_BYTES):
+            fh.write(raw[start:start + SPAN_BYTES])
+            release(raw, start, start + SPAN_BYTES)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, target)
@@ -59,7 +87,7 @@ class PreparedImport:
     channel: str
     path: Path
     digest: str
-    raw: bytes
+    raw: bytes | mmap.mmap
     parsed: ParsedStatement
 
 
@@ -67,10 +95,7 @@ def prepare_import(con: duckdb.DuckDBPyConnection, config: Config, channel_id: s
                    path: Path) -> PreparedImport | ImportOutcome:
     """Read and parse one file; an ImportOutcome when it was imported before. Changes nothing."""
     channel = config.channel(channel_id)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise InputError(path, f"cannot read: {exc.strerror}") from None
+    raw = read_statement(path, channel.kind)
     digest = sha256_of(raw)
     seen = con.execute("SELECT import_id, channel FROM imports WHERE sha256 = ?", [digest]).fetchone()
     if seen:
@@ -112,8 +137,10 @@ def store_import(con: duckdb.DuckDBPyConnection, config: Config, prepared: Prepa
                  source: str = "file") -> ImportOutcome:
     """Archive the original bytes and store the rows in one transaction."""
     stored = archive(prepared.raw, prepared.digest, config.archive_dir)
-    return store_parsed(con, prepared.channel, prepared.path, prepared.digest, stored, len(prepared.raw), source,
-                        prepared.parsed)
+    size = len(prepared.raw)
+    if isinstance(prepared.raw, mmap.mmap):
+        prepared.raw.close()
+    return store_parsed(con, prepared.channel, prepared.path, prepared.digest, stored, size, source, prepared.parsed)
 
 
 def import_file(con: duckdb.DuckDBPyConnection, config: Config, channel_id: str, path: Path,
@@ -134,46 +161,61 @@ def _period(parsed: ParsedStatement) -> tuple[date, date] | None:
     return dates.min(), dates.max()  # type: ignore[return-value]
 
 
+def _repeats(incoming: pl.DataFrame) -> pl.DataFrame:
+    """Keys the file holds more than once, with the first row (``ord``) and line of each: only that row is new.
+
+    Kept aside as the few keys that repeat, not as a ranked copy of every row: at millions of rows a
+    window over every key was the slowest step of an import, and its copy the largest.
+    """
+    repeated = incoming.select("natural_key", "ord", "line_no").filter(pl.col("natural_key").is_duplicated())
+    return repeated.sort("ord").group_by("natural_key").agg(first_ord=pl.col("ord").first(),
+                                                            first_line=pl.col("line_no").first())
+
+
 def store_parsed(con: duckdb.DuckDBPyConnection, channel_id: str, path: Path, digest: str, stored: Path, size: int,
                  source: str, parsed: ParsedStatement) -> ImportOutcome:
     """Store parsed rows as one import in a single transaction, recording duplicates."""
     period = _period(parsed)
-    con.register("incoming", parsed.rows.to_arrow())
+    # ``ord``: the row's place in the file (API records have no line number), so "first" is always defined.
+    incoming = parsed.rows.with_row_index("ord")
+    # Handed over as Arrow string views: no copy of the text.
+    con.register("incoming", incoming.to_arrow(compat_level=pl.CompatLevel.newest()))
+    con.register("incoming_repeats", _repeats(incoming).to_arrow(compat_level=pl.CompatLevel.newest()))
     con.execute("BEGIN")
     try:
         import_id = int(con.execute("SELECT nextval('import_ids')").fetchone()[0])  # type: ignore[index]
         con.execute(
             """
-            CREATE OR REPLACE TEMP TABLE incoming_ranked AS
-            SELECT i.*,
-                   row_number() OVER (PARTITION BY i.natural_key ORDER BY i.line_no) AS nth,
-                   first(i.line_no) OVER (PARTITION BY i.natural_key ORDER BY i.line_no) AS first_line,
-                   held.held_at
-            FROM incoming i
-            LEFT JOIN (
-                SELECT t.natural_key, m.file_name || ':' || coalesce(t.line_no::VARCHAR, '?') AS held_at
-                FROM channel_txn t JOIN imports m USING (import_id)
-                WHERE t.channel = $channel
-            ) held USING (natural_key)
+            CREATE OR REPLACE TEMP TABLE incoming_held AS
+            SELECT t.natural_key, any_value(m.file_name || ':' || coalesce(t.line_no::VARCHAR, '?')) AS held_at
+            FROM channel_txn t JOIN imports m USING (import_id)
+            WHERE t.channel = $channel AND t.natural_key IN (SELECT natural_key FROM incoming)
+            GROUP BY t.natural_key
             """,
             {"channel": channel_id},
         )
+        # Ids follow the file's order above every id held. Not nextval: a sequence hands out one value at a
+        # time and took half of the insert at millions of rows. The store's writer lock makes this safe.
         con.execute(
             """
             INSERT INTO channel_txn
-            SELECT nextval('txn_ids'), $channel, kind, order_no, channel_txn_id, refund_id, amount, currency, fee,
-                   status, occurred_at, business_date, counterparty, $sha, line_no, $import_id, natural_key,
-                   upstream_txn_id
-            FROM incoming_ranked WHERE nth = 1 AND held_at IS NULL ORDER BY line_no
+            SELECT (SELECT coalesce(max(txn_id), 0) FROM channel_txn) + 1 + i.ord, $channel, kind, order_no,
+                   channel_txn_id, refund_id, amount, currency, fee, status, occurred_at, business_date,
+                   counterparty, $sha, line_no, $import_id, natural_key, upstream_txn_id
+            FROM incoming i LEFT JOIN incoming_repeats r USING (natural_key)
+            WHERE i.natural_key NOT IN (SELECT natural_key FROM incoming_held)
+              AND (r.first_ord IS NULL OR i.ord = r.first_ord)
             """,
             {"channel": channel_id, "sha": digest, "import_id": import_id},
         )
         con.execute(
             """
             INSERT INTO import_duplicates
-            SELECT $import_id, line_no, $channel, natural_key,
-                   coalesce(held_at, $name || ':' || coalesce(first_line::VARCHAR, '?'))
-            FROM incoming_ranked WHERE nth > 1 OR held_at IS NOT NULL
+            SELECT $import_id, i.line_no, $channel, i.natural_key,
+                   coalesce(h.held_at, $name || ':' || coalesce(r.first_line::VARCHAR, '?'))
+            FROM incoming i LEFT JOIN incoming_held h USING (natural_key) LEFT JOIN incoming_repeats r USING (natural_key)
+            WHERE h.held_at IS NOT NULL OR (r.first_ord IS NOT NULL AND i.ord <> r.first_ord)
+            ORDER BY i.ord
             """,
             {"channel": channel_id, "import_id": import_id, "name": path.name},
         )
@@ -196,6 +238,7 @@ def store_parsed(con: duckdb.DuckDBPyConnection, channel_id: str, path: Path, di
         raise
     finally:
         con.unregister("incoming")
+        con.unregister("incoming_repeats")
     crash_point("import_after_commit")  # stored, but the caller has not reported it (nor moved an inbox file)
     return ImportOutcome(str(path), channel_id, digest, import_id, already_imported=False, rows_total=total,
                          rows_new=total - len(dupes), rows_duplicate=len(dupes),

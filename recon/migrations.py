@@ -209,12 +209,13 @@ MIGRATIONS: list[tuple[int, str]] = [
     (
         3,
         """
-        -- channel_txn without its UNIQUE (channel, natural_key) index: maintaining that index cost as much
-        -- as the rest of an import. The import keeps the rule itself (recon/importer.py: a row whose key the
-        -- store or the file already holds is recorded in import_duplicates, never inserted), under the
-        -- store's single-writer lock, so the index only ever re-checked it.
+        -- channel_txn without its indexes: maintaining UNIQUE (channel, natural_key) and the primary key
+        -- cost as much as the rest of an import of millions of rows. The import keeps the rule itself
+        -- (recon/importer.py: a row whose key the store or the file already holds is recorded in
+        -- import_duplicates, never inserted) under the store's single-writer lock, and txn_id comes from
+        -- the txn_ids sequence, so the indexes only ever re-checked what was already so.
         CREATE TABLE channel_txn_v3 (
-            txn_id         BIGINT PRIMARY KEY,
+            txn_id         BIGINT NOT NULL,
             channel        VARCHAR NOT NULL,
             kind           VARCHAR NOT NULL,
             order_no       VARCHAR,

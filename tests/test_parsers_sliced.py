@@ -7,6 +7,7 @@ day in all three native formats must come out the same, row for row and error fo
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -15,12 +16,16 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import fetchers.chunks
+import recon.importer
 from bench.generate import CHANNELS as BENCH_CHANNELS
 from bench.generate import generate
 from bench.phases import write_config
 from fetchers import PARSERS, ParsedStatement
 from recon.config import ChannelConfig, load_config
 from recon.errors import InputError
+from recon.importer import import_file
+from recon.lock import store_lock
+from recon.store import open_store
 from tests.parser_helpers import CHANNELS, PARSEABLE, parse_sample
 from tests.test_parsers_errors import CASES
 
@@ -91,3 +96,32 @@ def test_a_slice_cut_never_splits_a_crlf_line_end() -> None:
         assert lines == ["a", "b", "", "c", "d", "e"], size
     firsts = [first for _, first in fetchers.chunks.line_slices(raw, "utf-8", 3)]
     assert firsts == sorted(firsts) and firsts[0] == 0
+
+
+def test_a_mapped_file_imports_as_a_read_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large bills are mapped and read in slices; stored rows, provenance and the archived copy are unchanged."""
+    day = generate(tmp_path / "day", 300)
+
+    def stored(folder: Path, mapped: bool) -> tuple[list[tuple[object, ...]], list[bytes]]:
+        folder.mkdir()
+        config = load_config(write_config(folder, f'kind = "export"\npath = "{day.shop_export}"'))
+        with monkeypatch.context() as m:
+            if mapped:
+                m.setattr(recon.importer, "MAP_BYTES", 0)
+                m.setattr(fetchers.chunks, "CHUNK_BYTES", 4096)
+            with store_lock(config.store_path), open_store(config, write=True) as con:
+                for channel_id, path in day.statements.items():
+                    raw = recon.importer.read_statement(path, config.channel(channel_id).kind)
+                    assert isinstance(raw, mmap.mmap) == mapped
+                    import_file(con, config, channel_id, path)
+                rows = con.execute("SELECT * EXCLUDE (txn_id, import_id) FROM channel_txn "
+                                   "ORDER BY channel, line_no").fetchall()
+                archived = [Path(p).read_bytes() for (p,) in
+                            con.execute("SELECT archive_path FROM imports ORDER BY channel").fetchall()]
+        return rows, archived
+
+    read_rows, read_archive = stored(tmp_path / "read", mapped=False)
+    mapped_rows, mapped_archive = stored(tmp_path / "mapped", mapped=True)
+    assert len(read_rows) > 250
+    assert mapped_rows == read_rows
+    assert mapped_archive == read_archive == [day.statements[c].read_bytes() for c in sorted(day.statements)]

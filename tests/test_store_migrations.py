@@ -23,7 +23,7 @@ def _store_at(path: Path, version: int) -> None:
 
 
 def test_a_version_2_store_keeps_its_channel_rows_and_imports_as_before(scenario: Scenario) -> None:
-    """Migration 3 rebuilds channel_txn without its UNIQUE index; the import still stores a record once."""
+    """Migration 3 rebuilds channel_txn without its indexes; the import still stores a record once."""
     config = scenario.config
     _store_at(config.store_path, 2)
     con = duckdb.connect(str(config.store_path))
@@ -37,10 +37,11 @@ def test_a_version_2_store_keeps_its_channel_rows_and_imports_as_before(scenario
     con.close()
     with scenario.store() as store:
         assert schema_version(store) == MIGRATIONS[-1][0]
-        [(unique,)] = store.execute(
-            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'channel_txn' AND constraint_type = 'UNIQUE'"
+        [(indexed,)] = store.execute(
+            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'channel_txn' "
+            "AND constraint_type IN ('UNIQUE', 'PRIMARY KEY')"
         ).fetchall()
-        assert unique == 0
+        assert indexed == 0
     outcome = scenario.import_(scenario.statement([{"txn": "T1", "order": "B1", "amount": "12.30"},
                                                    {"txn": "T2", "order": "B2", "amount": "5.00"}]))
     assert (outcome.rows_new, outcome.rows_duplicate) == (1, 1)
