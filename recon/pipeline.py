@@ -11,6 +11,7 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa  # type: ignore[import-untyped]
 
 from recon.classify import classify, day_bounds, prepare, prepare_run
 from recon.config import ChannelConfig, Config
@@ -77,40 +78,77 @@ def abort_stale_runs(con: duckdb.DuckDBPyConnection) -> int:
     return len(rows)
 
 
+# Rows per Arrow record batch handed to DuckDB: one batch is inserted by one thread.
+INSERT_CHUNK = 65_536
+
+
 def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels: list[ChannelConfig],
                      day: date) -> int:
     """Refresh shop_orders for the day's window, the orders the day's channel rows name and carried ones.
 
     Orders of recent ``pending`` exceptions are re-read even once closed, so a rerun of a date sees
-    the carried order as the shop has it now.
+    the carried order as the shop has it now. The window is stored a batch at a time as the shop hands
+    it over, so a day of millions of orders is never held in memory whole. Returns the orders loaded.
     """
     bounds = [day_bounds(day, ch.zone) for ch in channels]
     start = min(b[0] for b in bounds) - timedelta(days=1)
     end = max(b[1] for b in bounds) + timedelta(days=1)
-    window = shop.orders_created_between(start, end)
-    named = con.sql(
+    loaded_at = datetime.now(UTC)
+    for batch in shop.order_batches(start, end):
+        _append_orders(con, batch, loaded_at)
+    [named] = con.execute(
         """
-        SELECT DISTINCT order_no FROM channel_txn
-        WHERE order_no IS NOT NULL AND business_date = $d AND list_contains($channels, channel)
-        UNION
-        SELECT DISTINCT order_no FROM exceptions
-        WHERE order_no IS NOT NULL AND list_contains($channels, channel)
-          AND (status = 'open' OR (code = 'pending' AND business_date >= $d - INTERVAL 7 DAY))
+        WITH named AS (
+            SELECT order_no FROM channel_txn
+            WHERE order_no IS NOT NULL AND business_date = $d AND list_contains($channels, channel)
+            UNION
+            SELECT order_no FROM exceptions
+            WHERE order_no IS NOT NULL AND list_contains($channels, channel)
+              AND (status = 'open' OR (code = 'pending' AND business_date >= $d - INTERVAL 7 DAY))
+        )
+        SELECT list(order_no ORDER BY order_no) FROM named
+        WHERE CASE WHEN $ci THEN upper(order_no) ELSE order_no END NOT IN (
+            SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END FROM shop_orders WHERE loaded_at = $at)
         """,
-        params={"d": day, "channels": [c.id for c in channels]},
-    ).pl()
-    key = pl.col("order_no").str.to_uppercase() if shop.case_insensitive else pl.col("order_no")
-    wanted = named.with_columns(key=key).join(window.select(key=key), on="key", how="anti")["order_no"]
-    orders = pl.concat([window, shop.orders_by_no(wanted.to_list())]) if wanted.len() else window
-    orders = orders.unique(subset="order_no", keep="first").with_columns(loaded_at=pl.lit(datetime.now(UTC)))
-    con.register("loaded_orders", orders.to_arrow())
-    try:
-        con.execute("DELETE FROM shop_orders WHERE order_no IN (SELECT order_no FROM loaded_orders)")
-        with unordered_inserts(con):
-            con.execute("INSERT INTO shop_orders BY NAME SELECT * FROM loaded_orders")
-    finally:
-        con.unregister("loaded_orders")
-    return orders.height
+        {"d": day, "channels": [c.id for c in channels], "ci": shop.case_insensitive, "at": loaded_at},
+    ).fetchone() or [None]
+    if named:
+        _append_orders(con, shop.orders_by_no(named), loaded_at)
+    # An order two batches both hold keeps the row read first, as one read of the shop would.
+    con.execute(
+        """
+        DELETE FROM shop_orders WHERE loaded_at = $at AND rowid NOT IN (
+            SELECT min(rowid) FROM shop_orders WHERE loaded_at = $at GROUP BY order_no)
+        """,
+        {"at": loaded_at},
+    )
+    # The rows of earlier runs for the orders read now.
+    con.execute(
+        "DELETE FROM shop_orders WHERE loaded_at <> $at "
+        "AND order_no IN (SELECT order_no FROM shop_orders WHERE loaded_at = $at)",
+        {"at": loaded_at},
+    )
+    [(loaded,)] = con.execute("SELECT count(*) FROM shop_orders WHERE loaded_at = $at", {"at": loaded_at}).fetchall()
+    return int(loaded)
+
+
+def _append_orders(con: duckdb.DuckDBPyConnection, orders: pl.DataFrame, loaded_at: datetime) -> None:
+    """Append a batch of orders read at ``loaded_at``; within the batch an order keeps its first row.
+
+    Through a relation, not a registered view: a view registered inside the run's transaction is kept,
+    with the batch it names, until the commit, so every batch of the day would stay in memory.
+    """
+    if orders.is_empty():
+        return
+    columns = [d[0] for d in con.execute("SELECT * FROM shop_orders LIMIT 0").description]
+    batch = orders.unique(subset="order_no", keep="first", maintain_order=True).with_columns(
+        loaded_at=pl.lit(loaded_at))
+    batch = batch.select([pl.col(c) if c in batch.columns else pl.lit(None, pl.String).alias(c) for c in columns])
+    # Arrow string views: DuckDB reads the orders' text where polars holds it, without a copy; in record
+    # batches of INSERT_CHUNK rows, which DuckDB's threads insert side by side.
+    table = batch.to_arrow(compat_level=pl.CompatLevel.newest())
+    with unordered_inserts(con):  # the batch is appended after the ones before it all the same
+        con.from_arrow(pa.Table.from_batches(table.to_batches(max_chunksize=INSERT_CHUNK))).insert_into("shop_orders")
 
 
 def channel_complete(con: duckdb.DuckDBPyConnection, channel_id: str, day: date) -> bool:

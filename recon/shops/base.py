@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -43,6 +43,11 @@ class ShopAdapter(Protocol):
 
     def orders_created_between(self, start: datetime, end: datetime) -> pl.DataFrame:
         """Orders created in [start, end) (aware datetimes), as SHOP_SCHEMA rows."""
+        ...
+
+    def order_batches(self, start: datetime, end: datetime) -> Iterator[pl.DataFrame]:
+        """The rows of ``orders_created_between``, a batch at a time: a run stores each batch as it comes,
+        so a day of millions of orders is never held whole."""
         ...
 
     def orders_by_no(self, order_nos: Sequence[str]) -> pl.DataFrame:

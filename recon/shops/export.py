@@ -1,15 +1,16 @@
-"""The ``export`` shop kind: the shop's orders table as a bulk export file, read in one vectorised pass.
+"""The ``export`` shop kind: the shop's orders table as a bulk export file, read in vectorised batches.
 
 Reading ten million orders through a database driver costs minutes; the same rows exported by the
 database itself (``SELECT … INTO OUTFILE``, ``mysqldump --tab``, ``COPY … TO``, the admin's export) are read
-by polars' multi-threaded CSV reader in seconds. The file must start with a header line naming the
+by polars' streaming CSV reader in seconds, a batch at a time. The file must start with a header line naming the
 table's columns; values are taken as text and normalised exactly as SqlShop does (amounts to exact
 decimals, wall-clock times in the shop's zone to instants, unmapped statuses refused).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import io
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,12 @@ DELETED_COLUMN = "deleted_at"
 # dujiaoka records no payment time: updated_at stands in for orders that left status 1 (as dujiaoka.py reads it).
 DUJIAOKA_PAID_STATUSES = ("2", "3", "4", "5", "6")
 DUJIAOKA_NEEDED = ("order_sn", "actual_price", "status", "created_at", "updated_at")
+# Bytes of the export parsed at a time: a slice's text columns and its orders, not the whole export, in memory.
+SLICE_BYTES = 64 * 1024 * 1024
 
 
 class ExportShop:
-    """Orders from one export file, read once per run and kept as a frame."""
+    """Orders from one export file, read in batches on each call and never held whole."""
 
     def __init__(self, path: Path, columns: Mapping[str, str], status_map: Mapping[str, str], zone: str,
                  currency: str, goods_kind_map: Mapping[str, str] | None = None, case_insensitive: bool = False,
@@ -49,30 +52,37 @@ class ExportShop:
         self._dujiaoka = dujiaoka_schema
         self.case_insensitive = case_insensitive
         self.repairable = repairable or {}
-        self._orders: pl.DataFrame | None = None
 
     def orders_created_between(self, start: datetime, end: datetime) -> pl.DataFrame:
-        created = pl.col("created_at")
+        return _joined(list(self.order_batches(start, end)))
+
+    def order_batches(self, start: datetime, end: datetime) -> Iterator[pl.DataFrame]:
         utc = ZoneInfo("UTC")
-        return self._all().filter((created >= start.astimezone(utc)) & (created < end.astimezone(utc)))
+        created = pl.col("created_at")
+        window = (created >= start.astimezone(utc)) & (created < end.astimezone(utc))
+        for batch in self._batches():
+            yield batch.filter(window)
 
     def orders_by_no(self, order_nos: Sequence[str]) -> pl.DataFrame:
         wanted = pl.Series(sorted(set(order_nos)), dtype=pl.String)
         key = pl.col("order_no")
         if self.case_insensitive:
-            return self._all().filter(key.str.to_uppercase().is_in(wanted.str.to_uppercase().implode()))
-        return self._all().filter(key.is_in(wanted.implode()))
+            named = key.str.to_uppercase().is_in(wanted.str.to_uppercase().implode())
+        else:
+            named = key.is_in(wanted.implode())
+        return _joined([batch.filter(named) for batch in self._batches()])
 
-    def _all(self) -> pl.DataFrame:
-        if self._orders is None:
-            self._orders = self._read()
-        return self._orders
-
-    def _read(self) -> pl.DataFrame:
+    def _batches(self) -> Iterator[pl.DataFrame]:
+        """The export's orders, normalised, a slice at a time: the file is read afresh on each call and never
+        held whole (an export of ten million orders is gigabytes of text)."""
         wanted = set(self._columns.values())
         if self._dujiaoka:
             wanted |= {*DUJIAOKA_NEEDED, DELETED_COLUMN}
-        raw = _read_text_table(self._path, wanted)
+        raw_batches = _scan_text_table(self._path, wanted)
+        for raw in raw_batches:
+            yield self._normalise(raw)
+
+    def _normalise(self, raw: pl.DataFrame) -> pl.DataFrame:
         if self._dujiaoka:
             raw = _dujiaoka_rows(raw)
         missing = sorted({src for src in self._columns.values() if src not in raw.columns})
@@ -87,31 +97,67 @@ class ExportShop:
         return orders.select(list(SHOP_SCHEMA))
 
 
-def _read_text_table(path: Path, wanted: set[str]) -> pl.DataFrame:
-    """The ``wanted`` columns the header has, as text; the delimiter is told by the header line.
+def _joined(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    return frames[0] if len(frames) == 1 else pl.concat(frames, rechunk=False)
+
+
+def _scan_text_table(path: Path, wanted: set[str]) -> Iterator[pl.DataFrame]:
+    """The ``wanted`` columns the header has, as text, a slice of the file at a time; the delimiter is told
+    by the header line.
 
     An export carries every column of the table (a dujiaoka order's ``info`` and ``search_pwd`` among them);
-    parsing only the ones used halves the read.
+    parsing only the ones used halves the read. The file is read SLICE_BYTES at a time and cut at the last
+    line break outside quotes; each slice is parsed on its own with the header's names.
     """
     try:
         with open(path, "rb") as fh:
-            first = fh.readline().decode("utf-8-sig")
+            first = fh.readline()
+            try:
+                text = first.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise ShopError(f"shop export {path.name}: the header line is not UTF-8") from None
+            if not text.strip():
+                raise ShopError(f"shop export {path.name}: empty, or no header line")
+            separator = TAB if TAB in text and "," not in text else ","
+            quote = None if separator == TAB else '"'
+            options: dict[str, Any] = {"separator": separator, "infer_schema": False, "null_values": [NULL_MARKER],
+                                       "quote_char": quote, "raise_if_empty": False}
+            header = pl.read_csv(io.BytesIO(first), n_rows=0, **options).columns
+            used = [i for i, c in enumerate(header) if _clean(c) in wanted]
+            names = {header[i]: _clean(header[i]) for i in used}
+            empty, carry = True, b""
+            while True:
+                block = fh.read(SLICE_BYTES)
+                data = carry + block if carry else block
+                end = _cut(data, quote) if block else len(data)
+                carry = data[end:]
+                if end:
+                    batch = pl.read_csv(data[:end], has_header=False, new_columns=header, columns=used, **options)
+                    if batch.height:
+                        empty = False
+                        yield batch.rename(names)
+                if not block:
+                    break
     except OSError as exc:
         raise ShopError(f"cannot read the shop export {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ShopError(f"shop export {path.name}: the header line is not UTF-8") from None
-    if not first.strip():
-        raise ShopError(f"shop export {path.name}: empty, or no header line")
-    separator = TAB if TAB in first and "," not in first else ","
-    options: dict[str, Any] = {"separator": separator, "infer_schema": False, "null_values": [NULL_MARKER],
-               "quote_char": None if separator == TAB else '"', "raise_if_empty": False}
-    try:
-        header = pl.read_csv(path, n_rows=0, **options).columns
-        used = [c for c in header if _clean(c) in wanted]
-        frame = pl.read_csv(path, columns=used, **options)
     except pl.exceptions.PolarsError as exc:
         raise ShopError(f"shop export {path.name} cannot be read: {' '.join(str(exc).split())[:300]}") from None
-    return frame.rename(_clean)
+    if empty:
+        yield pl.DataFrame(schema={name: pl.String for name in names.values()})
+
+
+def _cut(data: bytes, quote: str | None) -> int:
+    """Just after the last line break of ``data`` that is not inside a quoted field; 0 when there is none.
+
+    In a CSV whose quotes are doubled inside fields (RFC 4180), a line break is inside a quoted field when
+    an odd number of quote characters precede it: ``data`` starts at a record boundary, so counting from
+    its start tells.
+    """
+    mark = quote.encode() if quote else None
+    end = data.rfind(b"\n")
+    while end >= 0 and mark is not None and data.count(mark, 0, end) % 2 == 1:
+        end = data.rfind(b"\n", 0, end)
+    return end + 1
 
 
 def _clean(column: str) -> str:

@@ -10,7 +10,7 @@ every error.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -123,6 +123,9 @@ class HttpShop:
             seen.add(cursor)
             url, params = self._next(cursor, base_params)
         raise ShopError(f"shop {self.name!r}: the order listing did not end after {MAX_PAGES} pages")
+
+    def order_batches(self, start: datetime, end: datetime) -> Iterator[pl.DataFrame]:
+        yield self.orders_created_between(start, end)
 
     def _next(self, cursor: str, base_params: dict[str, str]) -> tuple[str, dict[str, str] | None]:
         """A ``next`` URL (absolute or a path, on the shop's own host only) or an opaque cursor."""
