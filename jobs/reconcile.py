@@ -17,7 +17,7 @@ from recon.progress import steps
 from recon.repair.run import repair
 from recon.repair.shop import open_repairer
 from recon.store import open_store, publish_snapshot
-from reports import RENDERERS, ReportData, load_report
+from reports import RENDERERS, ReportData, load_report, needs_results
 from reports.alerts import send_alerts
 
 log = logging.getLogger("recon.jobs")
@@ -65,7 +65,8 @@ def reconcile_when(guard: Guard | None, after: After | None, config: Config, day
                 finish_run(con, summary.run_id)
             if after is not None:
                 after(con, summary)
-            data = load_report(con, None, summary.run_id, config.shop.zone)
+            chosen_formats = config.reports.formats if formats is None else formats
+            data = load_report(con, None, summary.run_id, config.shop.zone, needs_results(chosen_formats))
         publish_snapshot(config)
     log.info("run %s of %s: %s", summary.run_id, day, summary.counts,
              extra={"run_id": summary.run_id, "business_date": day.isoformat(), "channels": summary.channels,

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from recon.registry import LazyRegistry
-from reports.model import ReportData, load_report
+from reports.model import ReportData, load_report, needs_results
 
 Renderer = Callable[[ReportData, Path, str], list[Path]]
 
@@ -22,4 +22,4 @@ RENDERERS: Mapping[str, Renderer] = LazyRegistry({
     "parquet": "reports.exports:render_parquet",
 })
 
-__all__ = ["RENDERERS", "ReportData", "Renderer", "load_report"]
+__all__ = ["RENDERERS", "ReportData", "Renderer", "load_report", "needs_results"]

@@ -62,6 +62,7 @@ def render_parquet(data: ReportData, out_dir: Path, lang: str) -> list[Path]:
 
 
 def _parts(data: ReportData) -> list[tuple[str, pl.DataFrame]]:
+    assert data.results is not None, "load_report(..., with_results=True) for the exports"
     return [("results", data.results), ("exceptions", data.exceptions)]
 
 

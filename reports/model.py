@@ -58,7 +58,8 @@ class ReportData:
     zone: str
     counts: list[dict[str, Any]]  # per channel × code: channel, code, count, amount, difference
     exceptions: pl.DataFrame      # open exceptions of the run's channels, EXCEPTION_COLUMNS
-    results: pl.DataFrame         # every result row of the run (for exports)
+    currencies: dict[tuple[str, str], list[str]]  # (channel, code) → the currencies of its results
+    results: pl.DataFrame | None  # every result row of the run, loaded only for the exports (csv, parquet)
     repairs: pl.DataFrame         # the repair journal of the run's channels
     trend: pl.DataFrame           # last TREND_RUNS runs: run_id, business_date, code, count (long form)
 
@@ -90,8 +91,21 @@ def _rate(codes: list[str], counts: list[int]) -> Decimal | None:
     return (Decimal(matched) / Decimal(total)).quantize(Decimal("0.0001")) if total else None
 
 
-def load_report(con: duckdb.DuckDBPyConnection, day: date | None, run_id: int | None, zone: str) -> ReportData:
-    """The newest successful run of ``day`` (or the run ``run_id``)."""
+# Formats that list every result row of the run; the others need the counts and the exceptions only.
+RESULT_FORMATS = ("csv", "parquet")
+
+
+def needs_results(formats: list[str]) -> bool:
+    return any(f in RESULT_FORMATS for f in formats)
+
+
+def load_report(con: duckdb.DuckDBPyConnection, day: date | None, run_id: int | None, zone: str,
+                with_results: bool = True) -> ReportData:
+    """The newest successful run of ``day`` (or the run ``run_id``).
+
+    ``with_results=False`` leaves out the run's result rows (one per order: ten million on a large day),
+    which only the csv and parquet exports list.
+    """
     where, params = ("run_id = ?", [run_id]) if run_id is not None else ("business_date = ?", [day])
     run = con.execute(
         f"SELECT run_id, business_date, channels, started_at, finished_at FROM runs "
@@ -112,13 +126,19 @@ def load_report(con: duckdb.DuckDBPyConnection, day: date | None, run_id: int | 
     )
     names = [d[0] for d in counts.description]
     count_rows = [dict(zip(names, row, strict=True)) for row in counts.fetchall()]
+    currencies: dict[tuple[str, str], list[str]] = {}
+    for channel, code, currency in con.execute(
+        "SELECT DISTINCT channel, code, coalesce(currency, shop_currency) AS cur FROM results "
+        "WHERE run_id = ? AND cur IS NOT NULL ORDER BY channel, code, cur", [rid]
+    ).fetchall():
+        currencies.setdefault((channel, code), []).append(currency)
     scope = {"day": business_date, "channels": channels}
     return ReportData(
         run_id=rid, business_date=business_date, channels=channels, started_at=run[3], finished_at=run[4],
         zone=zone, counts=count_rows,
-        exceptions=con.sql(_EXCEPTIONS_SQL, params=scope).pl(),
+        exceptions=con.sql(_EXCEPTIONS_SQL, params=scope).pl(), currencies=currencies,
         results=con.sql("SELECT * EXCLUDE (txn_ids) FROM results WHERE run_id = $run ORDER BY channel, unit_key",
-                        params={"run": rid}).pl(),
+                        params={"run": rid}).pl() if with_results else None,
         repairs=con.sql("SELECT * FROM repairs r WHERE EXISTS (SELECT 1 FROM exceptions e WHERE e.id = r.exception_id "
                         "AND list_contains($channels, e.channel)) ORDER BY repair_id", params={"channels": channels}).pl(),
         trend=con.sql(_TREND_SQL, params={"run": rid, "n": TREND_RUNS}).pl(),

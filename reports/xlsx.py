@@ -12,7 +12,6 @@ from collections import Counter
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import polars as pl
 from openpyxl import Workbook
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
@@ -80,7 +79,7 @@ def _summary(sheet: WriteOnlyWorksheet, data: ReportData, cells: Cells, sheets: 
 
     sheet.append([cells.bold(sheet, h["by_channel_code"])])
     sheet.append([cells.bold(sheet, h[k]) for k in ("channel", "code", "count", "amount", "difference", "currency")])
-    currencies = _currencies(data.results)
+    currencies = data.currencies
     for row in data.counts:
         found = currencies.get((row["channel"], row["code"]), [])
         currency = found[0] if len(found) == 1 else None
@@ -116,17 +115,3 @@ def _summary(sheet: WriteOnlyWorksheet, data: ReportData, cells: Cells, sheets: 
     grouped = data.repairs.group_by(["action", "state"]).len().sort(["action", "state"])
     for act, state, count in grouped.iter_rows():
         sheet.append([cells.text(sheet, str(act)), cells.text(sheet, str(state)), count])
-
-
-def _currencies(results: pl.DataFrame) -> dict[tuple[str, str], list[str]]:
-    """(channel, code) → the currencies of its results, so an amount gets the right money format."""
-    if results.is_empty() or "currency" not in results.columns:
-        return {}
-    own = pl.col("currency")
-    if "shop_currency" in results.columns:
-        own = pl.coalesce("currency", "shop_currency")
-    pairs = results.select("channel", "code", own.alias("cur")).drop_nulls().unique()
-    out: dict[tuple[str, str], list[str]] = {}
-    for channel, code, cur in pairs.sort(["channel", "code", "cur"]).iter_rows():
-        out.setdefault((channel, code), []).append(cur)
-    return out

