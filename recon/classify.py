@@ -33,25 +33,28 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
 
 
 # Per run, not per channel: every channel's pass reads the same shop orders and the same places where
-# each order's money was booked, so their keys are computed once (a scan of every shop order per
-# channel cost more than the channel's own classification).
+# each order's money was booked, so their keys and places are joined once (a scan of every shop order
+# against every booked order number per channel cost more than the channel's own classification).
 RUN_SCOPE_SQL = (
-    """
-    CREATE OR REPLACE TEMP TABLE run_orders AS
-    SELECT s.*, CASE WHEN $ci THEN upper(s.order_no) ELSE s.order_no END AS unit_key FROM shop_orders s
-    """,
     """
     CREATE OR REPLACE TEMP TABLE run_txn_places AS
     SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key,
            min(channel) AS first_channel, max(channel) AS last_channel,
-           min(business_date) AS first_date, max(business_date) AS last_date
+           min(business_date) AS first_date, max(business_date) AS last_date,
+           min(channel) <> max(channel) OR min(business_date) <> max(business_date) AS booked_in_several
     FROM channel_txn WHERE order_no IS NOT NULL GROUP BY ALL
+    """,
+    """
+    CREATE OR REPLACE TEMP TABLE run_orders AS
+    WITH keyed AS (SELECT s.*, CASE WHEN $ci THEN upper(s.order_no) ELSE s.order_no END AS unit_key FROM shop_orders s)
+    SELECT k.*, p.first_channel, p.last_channel, p.first_date, p.last_date
+    FROM keyed k LEFT JOIN run_txn_places p USING (unit_key)
     """,
 )
 
 
 def prepare_run(con: duckdb.DuckDBPyConnection, case_insensitive: bool) -> None:
-    """The run's shop orders keyed as units, and where each order number's money was booked.
+    """The run's shop orders keyed as units, each with the first and last (channel, date) its money was booked on.
 
     Call after the shop orders are loaded and before the first ``classify`` of the run.
     """

@@ -25,6 +25,10 @@ SELECT t.* REPLACE (coalesce(t.order_no, m.order_no) AS order_no),
 FROM channel_txn t LEFT JOIN amount_matches m USING (txn_id)
 WHERE t.channel = $channel AND t.business_date = $d;
 
+-- Units of several rows (a payment and its refund, a payment paid twice): the few that need aggregating.
+CREATE OR REPLACE TEMP TABLE multi_row_units AS
+SELECT unit_key FROM scope_rows GROUP BY unit_key HAVING count(*) > 1;
+
 -- One statement from here on: the unit's shop orders, the per-unit aggregates and their codes stream
 -- into results without being materialised as temp tables first.
 INSERT INTO results
@@ -37,24 +41,44 @@ carried AS (
             SELECT v.exception_id FROM exception_events v JOIN runs r USING (run_id)
             WHERE v.action = 'auto_closed' AND r.business_date = $d))
 ),
--- orders whose money was booked on another channel or another date belong to that run
-elsewhere AS (
-    SELECT unit_key FROM run_txn_places
-    WHERE NOT (first_channel = $channel AND last_channel = $channel AND first_date = $d AND last_date = $d)
-),
--- the shop orders this (channel, date) answers for
+-- The shop orders this (channel, date) answers for: those whose money was booked here (the places of each
+-- order's money are joined to run_orders once per run, so only the few orders booked in several places
+-- are looked up), carried ones, amount-matched ones, and this channel's orders of the day whose money
+-- was booked nowhere. An order whose money was booked on another channel or date belongs to that run.
 scope_orders AS (
     SELECT k.*,
            k.unit_key IN (SELECT unit_key FROM carried) AS carried,
            k.created_at >= $day_start AND k.created_at < $day_end AS own_date
     FROM run_orders k
-    WHERE k.unit_key IN (SELECT unit_key FROM scope_rows)
+    WHERE (k.first_channel = $channel AND k.last_channel = $channel AND k.first_date = $d AND k.last_date = $d)
+       OR k.unit_key IN (SELECT unit_key FROM scope_rows
+                         WHERE unit_key IN (SELECT unit_key FROM run_txn_places WHERE booked_in_several))
        OR k.unit_key IN (SELECT unit_key FROM carried)
-       OR (list_contains($pay_ids, k.pay_method)
-           AND k.created_at >= $day_start AND k.created_at < $day_end
-           AND k.unit_key NOT IN (SELECT unit_key FROM elsewhere))
+       OR k.unit_key IN (SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END FROM amount_matches)
+       OR (k.first_channel IS NULL AND list_contains($pay_ids, k.pay_method)
+           AND k.created_at >= $day_start AND k.created_at < $day_end)
 ),
 unit_rows AS (
+-- A unit of one row, as almost every unit is, aggregates to its own values: the same columns as the
+-- grouped branch below gives for it, without a hash table over millions of units.
+SELECT unit_key,
+       [txn_id] AS txn_ids,
+       order_no,
+       CASE WHEN settled THEN amount ELSE 0 END AS channel_amount,
+       CASE WHEN kind = 'payment' AND settled THEN 1 ELSE 0 END AS n_paid,
+       CASE WHEN kind = 'payment' AND settled THEN amount END AS paid,
+       CASE WHEN kind = 'refund' AND settled THEN amount END AS refunded,
+       CASE WHEN kind = 'payment' AND status = 'refunded' THEN 1 ELSE 0 END AS n_refunded_payments,
+       CASE WHEN status = 'pending' THEN 1 ELSE 0 END AS n_pending,
+       CASE WHEN kind = 'payment' AND settled THEN channel_txn_id END AS paid_txn_id,
+       channel_txn_id AS any_txn_id,
+       currency,
+       1 AS n_currencies,
+       CASE WHEN kind = 'payment' AND settled THEN fee END AS fee,
+       occurred_at
+FROM scope_rows
+WHERE unit_key NOT IN (SELECT unit_key FROM multi_row_units)
+UNION ALL
 SELECT unit_key,
        list_sort(list(txn_id)) AS txn_ids,
        min(order_no) AS order_no,
@@ -68,11 +92,11 @@ SELECT unit_key,
        min(channel_txn_id) FILTER (WHERE kind = 'payment' AND settled) AS paid_txn_id,
        min(channel_txn_id) AS any_txn_id,
        min(currency) AS currency,
-       -- only 'more than one' matters: cheaper than count(DISTINCT)
-       CASE WHEN min(currency) = max(currency) THEN 1 ELSE 2 END AS n_currencies,
+       count(DISTINCT currency) AS n_currencies,
        sum(fee) FILTER (WHERE kind = 'payment' AND settled) AS fee,
        min(occurred_at) AS occurred_at
 FROM scope_rows
+WHERE unit_key IN (SELECT unit_key FROM multi_row_units)
 GROUP BY unit_key
 ),
 joined AS (
