@@ -88,7 +88,9 @@ def baseline(day: Day, folder: Path) -> dict[str, Any]:
     sql = BASELINE.format(alipay=alipay_utf8, wechat=day.statements["wechat"], generic=day.statements["pay"],
                           shop=day.shop_export, null=NULL, ao=ALIPAY_ORDER, aa=ALIPAY_AMOUNT, wo=WECHAT_ORDER,
                           wa=WECHAT_AMOUNT)
-    counts = {str(k): int(v) for k, v in duckdb.connect().execute(sql).fetchall()}
+    with duckdb.connect() as con:
+        con.execute("SET enable_progress_bar = false")
+        counts = {str(k): int(v) for k, v in con.execute(sql).fetchall()}
     seconds = time.perf_counter() - start
     alipay_utf8.unlink()
     return {"seconds": seconds, "counts": counts, "rss": peak_rss_mib()}
