@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -49,3 +51,26 @@ def test_a_version_2_store_keeps_its_channel_rows_and_imports_as_before(scenario
     rows = scenario.query("SELECT txn_id, order_no, amount FROM channel_txn ORDER BY txn_id")
     assert [(r["order_no"], str(r["amount"])) for r in rows] == [("B1", "12.300000"), ("B2", "5.000000")]
     assert rows[0]["txn_id"] == 1 and rows[1]["txn_id"] > 1
+
+
+
+
+# Run apart from pytest: DuckDB's Python client leaves the progress bar off under pytest, on everywhere else.
+PROGRESS_SETTING = """\
+import sys
+from pathlib import Path
+from recon.config import load_config
+from recon.store import open_store
+for write in (True, False):
+    with open_store(load_config(Path(sys.argv[1])), write=write) as con:
+        print(con.execute("SELECT current_setting('enable_progress_bar')").fetchall()[0][0])
+"""
+
+
+def test_the_store_never_draws_a_progress_bar(scenario: Scenario) -> None:
+    """DuckDB draws a progress bar on stdout for a query over two seconds (at millions of rows, often): it
+    would land inside ``recon run --json`` output. Every store connection, writing or reading, has it off."""
+    done = subprocess.run([sys.executable, "-c", PROGRESS_SETTING, str(scenario.folder / "recon.toml")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False"]
