@@ -38,33 +38,61 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
 RUN_SCOPE_SQL = (
     """
     CREATE OR REPLACE TEMP TABLE run_txn_places AS
-    SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key,
-           min(channel) AS first_channel, max(channel) AS last_channel,
-           min(business_date) AS first_date, max(business_date) AS last_date,
-           min(channel) <> max(channel) OR min(business_date) <> max(business_date) AS booked_in_several
-    FROM channel_txn WHERE order_no IS NOT NULL GROUP BY ALL
+    SELECT *, hash(unit_key) % $parts AS part FROM (
+        SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key,
+               min(channel) AS first_channel, max(channel) AS last_channel,
+               min(business_date) AS first_date, max(business_date) AS last_date,
+               min(channel) <> max(channel) OR min(business_date) <> max(business_date) AS booked_in_several
+        FROM channel_txn WHERE order_no IS NOT NULL GROUP BY ALL
+    )
     """,
+    # Only the columns classification reads: a copy of every order's title and contact took twice the time.
     """
     CREATE OR REPLACE TEMP TABLE run_orders AS
-    WITH keyed AS (SELECT s.*, CASE WHEN $ci THEN upper(s.order_no) ELSE s.order_no END AS unit_key FROM shop_orders s)
+    WITH keyed AS (
+        SELECT order_no, amount, currency, status, shop_status, pay_method, channel_txn_id, created_at, unit_key,
+               hash(unit_key) % $parts AS part
+        FROM (SELECT *, CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key FROM shop_orders))
     SELECT k.*, p.first_channel, p.last_channel, p.first_date, p.last_date
     FROM keyed k LEFT JOIN run_txn_places p USING (unit_key)
     """,
 )
 
+# Units (order keys) per part of a run. A run of millions of orders cuts its units into parts by a hash of
+# their key (the ``part`` of run_orders and scope_rows); a channel's pass then joins its rows and orders a few
+# parts at a time, so that each join's hash tables fit in the store's memory limit: one join over five million
+# units spilled to disk under 1 GB and took twice as long.
+UNITS_PER_PART = 2_500_000
+PER_GROUP = re.compile(r"\$group\b")  # a statement that runs once per group of parts
 
-def prepare_run(con: duckdb.DuckDBPyConnection, case_insensitive: bool) -> None:
+
+def _pieces(units: int) -> int:
+    return max(1, -(-units // UNITS_PER_PART))
+
+
+def prepare_run(con: duckdb.DuckDBPyConnection, case_insensitive: bool, day: date) -> int:
     """The run's shop orders keyed as units, each with the first and last (channel, date) its money was booked on.
 
-    Call after the shop orders are loaded and before the first ``classify`` of the run.
+    Call after the shop orders are loaded and before the first ``classify`` of the run; returns the number of
+    parts the run's units are cut into (see UNITS_PER_PART), which ``classify`` is given.
     """
+    [(units,)] = con.execute(
+        "SELECT greatest((SELECT count(*) FROM shop_orders), (SELECT count(*) FROM channel_txn WHERE business_date = ?))",
+        [day],
+    ).fetchall()
+    parts = _pieces(int(units))
     for statement in RUN_SCOPE_SQL:
-        con.execute(statement, {"ci": case_insensitive})
+        con.execute(statement, {"ci": case_insensitive, "parts": parts})
+    return parts
 
 
 def classify(con: duckdb.DuckDBPyConnection, run_id: int, channel: ChannelConfig, day: date,
-             shop: ShopAdapter, complete: bool) -> dict[str, int]:
-    """Write the results of one (channel, date) for ``run_id``; return counts per code."""
+             shop: ShopAdapter, complete: bool, parts: int = 1) -> dict[str, int]:
+    """Write the results of one (channel, date) for ``run_id``; return counts per code.
+
+    ``parts`` is what ``prepare_run`` returned; the statement that names ``$group`` runs once per group of
+    parts (``part % $groups = $group``), as many groups as the channel's units need.
+    """
     start, end = day_bounds(day, channel.zone)
     params = {
         "run_id": run_id,
@@ -84,15 +112,27 @@ def classify(con: duckdb.DuckDBPyConnection, run_id: int, channel: ChannelConfig
         "repairable_undelivered": list(shop.repairable.get("paid_not_delivered", ())),
         "match_window": channel.amount_match_window,
         "money_in": list(MONEY_IN),
+        "parts": parts,
     }
     with unordered_inserts(con):
         for statement in _statements(CLASSIFY_SQL):
-            used = {k: v for k, v in params.items() if re.search(rf"\${k}\b", statement)}
-            con.execute(statement, used)
+            if not PER_GROUP.search(statement):
+                con.execute(statement, _used(params, statement))
+                continue
+            # The channel's own units (its rows of the date) decide how many groups of the run's parts it takes.
+            [(rows,)] = con.execute("SELECT count(*) FROM scope_rows").fetchall()
+            groups = min(parts, _pieces(int(rows)))
+            for group in range(groups):
+                con.execute(statement, _used({**params, "groups": groups, "group": group}, statement))
     rows = con.execute(
         "SELECT code, count(*) FROM results WHERE run_id = ? AND channel = ? GROUP BY code", [run_id, channel.id]
     ).fetchall()
     return {str(code): int(n) for code, n in rows}
+
+
+def _used(params: dict[str, object], statement: str) -> dict[str, object]:
+    """The parameters ``statement`` names (DuckDB refuses unused ones)."""
+    return {k: v for k, v in params.items() if re.search(rf"\${k}\b", statement)}
 
 
 def _statements(sql: str) -> list[str]:

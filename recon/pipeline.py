@@ -177,13 +177,13 @@ def run(con: duckdb.DuckDBPyConnection, config: Config, day: date, channel_ids: 
         con.execute("BEGIN")
         try:
             load_shop_orders(con, shop, channels, day)
-            prepare_run(con, shop.case_insensitive)
+            parts = prepare_run(con, shop.case_insensitive, day)
             incomplete = []
             for ch in channels:
                 complete = channel_complete(con, ch.id, day)
                 if not complete:
                     incomplete.append(ch.id)
-                classify(con, run_id, ch, day, shop, complete)
+                classify(con, run_id, ch, day, shop, complete, parts)
             ledger = update_from_run(con, run_id, config.reports.language if config.reports.language == "en" else "zh")
             pause_point("before_commit")
             con.execute(

@@ -18,19 +18,22 @@ WITH candidates AS (
 SELECT txn_id, order_no FROM candidates WHERE nth_order = 1 AND nth_transfer = 1;
 
 CREATE OR REPLACE TEMP TABLE scope_rows AS
-SELECT t.* REPLACE (coalesce(t.order_no, m.order_no) AS order_no),
-       coalesce(CASE WHEN $ci THEN upper(coalesce(t.order_no, m.order_no)) ELSE coalesce(t.order_no, m.order_no) END,
-                'txn:' || coalesce(t.channel_txn_id, t.natural_key)) AS unit_key,
-       t.status IN ('success', 'refunded') AS settled
-FROM channel_txn t LEFT JOIN amount_matches m USING (txn_id)
-WHERE t.channel = $channel AND t.business_date = $d;
+SELECT *, hash(unit_key) % $parts AS part FROM (
+    SELECT t.* REPLACE (coalesce(t.order_no, m.order_no) AS order_no),
+           coalesce(CASE WHEN $ci THEN upper(coalesce(t.order_no, m.order_no)) ELSE coalesce(t.order_no, m.order_no) END,
+                    'txn:' || coalesce(t.channel_txn_id, t.natural_key)) AS unit_key,
+           t.status IN ('success', 'refunded') AS settled
+    FROM channel_txn t LEFT JOIN amount_matches m USING (txn_id)
+    WHERE t.channel = $channel AND t.business_date = $d
+);
 
 -- Units of several rows (a payment and its refund, a payment paid twice): the few that need aggregating.
 CREATE OR REPLACE TEMP TABLE multi_row_units AS
 SELECT unit_key FROM scope_rows GROUP BY unit_key HAVING count(*) > 1;
 
 -- One statement from here on: the unit's shop orders, the per-unit aggregates and their codes stream
--- into results without being materialised as temp tables first.
+-- into results without being materialised as temp tables first. It runs once per group of the run's
+-- parts ($group of $groups; parts are cut by the unit key's hash: see recon/classify.py UNITS_PER_PART).
 INSERT INTO results
 WITH
 -- pending orders of earlier dates: still open, or closed by a run of this date (so a rerun keeps them)
@@ -50,13 +53,14 @@ scope_orders AS (
            k.unit_key IN (SELECT unit_key FROM carried) AS carried,
            k.created_at >= $day_start AND k.created_at < $day_end AS own_date
     FROM run_orders k
-    WHERE (k.first_channel = $channel AND k.last_channel = $channel AND k.first_date = $d AND k.last_date = $d)
+    WHERE k.part % $groups = $group AND (
+          (k.first_channel = $channel AND k.last_channel = $channel AND k.first_date = $d AND k.last_date = $d)
        OR k.unit_key IN (SELECT unit_key FROM scope_rows
                          WHERE unit_key IN (SELECT unit_key FROM run_txn_places WHERE booked_in_several))
        OR k.unit_key IN (SELECT unit_key FROM carried)
        OR k.unit_key IN (SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END FROM amount_matches)
        OR (k.first_channel IS NULL AND list_contains($pay_ids, k.pay_method)
-           AND k.created_at >= $day_start AND k.created_at < $day_end)
+           AND k.created_at >= $day_start AND k.created_at < $day_end))
 ),
 unit_rows AS (
 -- A unit of one row, as almost every unit is, aggregates to its own values: the same columns as the
@@ -77,7 +81,7 @@ SELECT unit_key,
        CASE WHEN kind = 'payment' AND settled THEN fee END AS fee,
        occurred_at
 FROM scope_rows
-WHERE unit_key NOT IN (SELECT unit_key FROM multi_row_units)
+WHERE part % $groups = $group AND unit_key NOT IN (SELECT unit_key FROM multi_row_units)
 UNION ALL
 SELECT unit_key,
        list_sort(list(txn_id)) AS txn_ids,
@@ -96,7 +100,7 @@ SELECT unit_key,
        sum(fee) FILTER (WHERE kind = 'payment' AND settled) AS fee,
        min(occurred_at) AS occurred_at
 FROM scope_rows
-WHERE unit_key IN (SELECT unit_key FROM multi_row_units)
+WHERE part % $groups = $group AND unit_key IN (SELECT unit_key FROM multi_row_units)
 GROUP BY unit_key
 ),
 joined AS (
