@@ -101,12 +101,13 @@ def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels
         WITH named AS (
             SELECT order_no FROM channel_txn
             WHERE order_no IS NOT NULL AND business_date = $d AND list_contains($channels, channel)
-            UNION
+            UNION ALL
             SELECT order_no FROM exceptions
             WHERE order_no IS NOT NULL AND list_contains($channels, channel)
               AND (status = 'open' OR (code = 'pending' AND business_date >= $d - INTERVAL 7 DAY))
         )
-        SELECT list(order_no ORDER BY order_no) FROM named
+        -- Told apart only once the loaded orders are taken away: of millions of names, a few thousand are left.
+        SELECT list(DISTINCT order_no ORDER BY order_no) FROM named
         WHERE CASE WHEN $ci THEN upper(order_no) ELSE order_no END NOT IN (
             SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END FROM shop_orders WHERE loaded_at = $at)
         """,
@@ -114,11 +115,20 @@ def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels
     ).fetchone() or [None]
     if named:
         _append_orders(con, shop.orders_by_no(named), loaded_at)
-    # An order two batches both hold keeps the row read first, as one read of the shop would.
+    # An order two batches both hold keeps the row read first, as one read of the shop would. Those orders are
+    # looked for first: there are rarely any, and the delete would compare every row's id.
     con.execute(
         """
-        DELETE FROM shop_orders WHERE loaded_at = $at AND rowid NOT IN (
-            SELECT min(rowid) FROM shop_orders WHERE loaded_at = $at GROUP BY order_no)
+        CREATE OR REPLACE TEMP TABLE loaded_twice AS
+        SELECT order_no, min(rowid) AS first_row FROM shop_orders WHERE loaded_at = $at
+        GROUP BY order_no HAVING count(*) > 1
+        """,
+        {"at": loaded_at},
+    )
+    con.execute(
+        """
+        DELETE FROM shop_orders s USING loaded_twice t
+        WHERE s.loaded_at = $at AND s.order_no = t.order_no AND s.rowid <> t.first_row
         """,
         {"at": loaded_at},
     )
@@ -141,8 +151,10 @@ def _append_orders(con: duckdb.DuckDBPyConnection, orders: pl.DataFrame, loaded_
     if orders.is_empty():
         return
     columns = [d[0] for d in con.execute("SELECT * FROM shop_orders LIMIT 0").description]
-    batch = orders.unique(subset="order_no", keep="first", maintain_order=True).with_columns(
-        loaded_at=pl.lit(loaded_at))
+    # Asked first: a batch rarely repeats an order, and keeping the first of each copies every column.
+    if orders["order_no"].is_duplicated().any():
+        orders = orders.unique(subset="order_no", keep="first", maintain_order=True)
+    batch = orders.with_columns(loaded_at=pl.lit(loaded_at))
     batch = batch.select([pl.col(c) if c in batch.columns else pl.lit(None, pl.String).alias(c) for c in columns])
     # Arrow string views: DuckDB reads the orders' text where polars holds it, without a copy; in record
     # batches of INSERT_CHUNK rows, which DuckDB's threads insert side by side.

@@ -91,3 +91,28 @@ def test_an_export_read_in_small_slices_reads_the_same(scenario: Scenario, separ
     sliced = pl.concat(batches).sort("order_no")
     assert sliced.equals(whole) and sliced.height == 43
     assert shop.orders_by_no(["s-15", "A-1"])["order_no"].sort().to_list() == ["A-1", "S-15"]
+
+
+def test_an_order_in_two_slices_is_stored_once_as_first_read(scenario: Scenario,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export that repeats an order (a re-export appended, a hand-merged file) in slices read apart: the
+    store keeps one row for it, the one nearer the top, as one read of the whole file would."""
+    from recon.classify import prepare
+    from recon.pipeline import load_shop_orders
+
+    fill(scenario)
+    for i in range(30):
+        scenario.order(f"S-{i:02d}", f"{i}.05", trade_no=f"TS{i}")
+    target = scenario.folder / "orders.csv"
+    export_orders(scenario, target)
+    lines = target.read_text(encoding="utf-8").splitlines(keepends=True)
+    repeated = next(line for line in lines if ",A-1," in line).replace("12.50", "99.00")
+    target.write_text("".join([*lines, repeated]), encoding="utf-8")
+    config = load_config(export_config(scenario, "orders.csv"))
+    monkeypatch.setattr(export, "SLICE_BYTES", 400)
+    with scenario.store() as con:
+        prepare(con)
+        loaded = load_shop_orders(con, open_shop(config), list(config.channels), datetime(2026, 11, 20).date())
+        rows = con.execute("SELECT order_no, amount FROM shop_orders WHERE order_no IN ('A-1', 'S-07')").fetchall()
+    assert loaded == 33
+    assert sorted((n, str(a)) for n, a in rows) == [("A-1", "12.500000"), ("S-07", "7.050000")]

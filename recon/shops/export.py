@@ -130,19 +130,23 @@ def _scan_text_table(path: Path, wanted: set[str]) -> Iterator[pl.DataFrame]:
             header = pl.read_csv(io.BytesIO(first), n_rows=0, **options).columns
             used = [i for i, c in enumerate(header) if _clean(c) in wanted]
             names = {header[i]: _clean(header[i]) for i in used}
-            empty, carry = True, b""
-            while True:
-                block = fh.read(SLICE_BYTES)
-                data = carry + block if carry else block
-                end = _cut(data, quote) if block else len(data)
-                carry = data[end:]
-                if end:
-                    batch = pl.read_csv(data[:end], has_header=False, new_columns=header, columns=used, **options)
-                    if batch.height:
-                        empty = False
-                        yield batch.rename(names)
-                if not block:
-                    break
+            empty, size = True, SLICE_BYTES
+            # Each slice is read at its own offset, up to the last record it holds whole; the records after
+            # that are read again with the next slice. Joining a carried tail to the next block copied every
+            # slice twice more, and at gigabytes the copies of fresh memory took longer than the parsing.
+            while block := fh.read(size):
+                end = _cut(block, quote) if len(block) == size else len(block)
+                if not end:  # one record longer than a slice: read a larger one
+                    fh.seek(-len(block), io.SEEK_CUR)
+                    size *= 2
+                    continue
+                fh.seek(end - len(block), io.SEEK_CUR)
+                batch = pl.read_csv(block if end == len(block) else block[:end], has_header=False,
+                                    new_columns=header, columns=used, **options)
+                del block
+                if batch.height:
+                    empty = False
+                    yield batch.rename(names)
     except OSError as exc:
         raise ShopError(f"cannot read the shop export {path}: {exc.strerror}") from None
     except pl.exceptions.PolarsError as exc:
