@@ -127,18 +127,18 @@ def normalise_header(name: str) -> str:
     return unicodedata.normalize("NFKC", name).strip(_CELL_PADDING + "\ufeff\"")
 
 
-def split_lines(text: str) -> pl.Series:
-    r"""The lines of a decoded file: CRLF, CR and LF end a line, nothing else does.
+def split_lines(text: str | pl.Series) -> pl.Series:
+    r"""The lines of a decoded file (or of a one-value text Series): CRLF, CR and LF end a line, nothing else does.
 
     str.splitlines would also split on \x0b, \x0c, \x1c-\x1e, \x85, U+2028 and
     U+2029, which may sit inside a product name, cutting the row in two and shifting every line number.
     Split by polars rather than ``re.split``: no Python string per line is made on the way.
     """
-    lines = pl.Series("text", [text], dtype=pl.String)
-    if "\r" in text:
+    lines = text if isinstance(text, pl.Series) else pl.Series("text", [text], dtype=pl.String)
+    if lines.str.contains("\r", literal=True).any():
         lines = lines.str.replace_all("\r\n", "\n", literal=True).str.replace_all("\r", "\n", literal=True)
-    lines = lines.str.split("\n").explode()
-    return lines.head(-1) if lines[-1] == "" else lines
+    lines = lines.str.split("\n").explode().rename("text")
+    return lines.head(-1) if lines.tail(1).item() == "" else lines
 
 
 def line_frame(lines: pl.Series, start: int, end: int) -> pl.DataFrame:
@@ -159,10 +159,11 @@ def split_csv(path: Path, header_line: str, body: pl.DataFrame, delimiter: str =
     _check_header(path, header, header_no)
     if body.is_empty():
         return pl.DataFrame(schema={**{h: pl.String for h in header}, "line_no": pl.Int64})
-    text = (body["text"] + delimiter + _ROW_END).str.join("\n").item() + "\n"
+    # Joined and handed over as UTF-8 bytes: a Python string of the slice would be built and encoded back.
+    text = (body["text"] + delimiter + _ROW_END + "\n").str.join("").cast(pl.Binary).item()
     try:
         cells = pl.read_csv(
-            io.BytesIO(text.encode("utf-8")), has_header=False, new_columns=[*header, _ROW_END_COLUMN],
+            io.BytesIO(text), has_header=False, new_columns=[*header, _ROW_END_COLUMN],
             separator=delimiter, infer_schema_length=0, quote_char='"', raise_if_empty=False,
         )
     except pl.exceptions.PolarsError:
