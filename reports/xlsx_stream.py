@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -96,10 +97,24 @@ def _write_sheet(fh: object, xml: str, job: Splice, zone: str, yes: str, no: str
         tail = tail.replace(m.group(0), moved.replace(f'<row r="{old}"', f'<row r="{old + shift}"', 1), 1)
     write = fh.write  # type: ignore[attr-defined]
     write(xml[:placeholder.start()].encode("utf-8"))
-    for offset in range(0, job.rows.height, SLICE_ROWS):
+
+    def build(offset: int) -> bytes:
         part = job.rows.slice(offset, SLICE_ROWS)
         built = part.select(_row_xml(part, job.columns, 2 + offset, styles, zone, yes, no).alias("xml"))
-        write(built["xml"].str.join("").item().encode("utf-8"))
+        # As UTF-8 bytes straight from polars: a Python string of the slice would be built only to be encoded.
+        return built["xml"].str.join("").cast(pl.Binary).item()  # type: ignore[no-any-return]
+
+    # The next slice is built on a thread while this one is compressed and written: polars and zlib both let
+    # go of the GIL, so the two run side by side. One slice ahead, no more, to keep memory bounded.
+    offsets = range(0, job.rows.height, SLICE_ROWS)
+    with ThreadPoolExecutor(1, thread_name_prefix="sheet") as pool:
+        ahead = pool.submit(build, offsets[0]) if offsets else None
+        for later in [*offsets[1:], None]:
+            assert ahead is not None
+            built = ahead.result()
+            ahead = pool.submit(build, later) if later is not None else None
+            write(built)
+            del built
     write(tail.encode("utf-8"))
 
 

@@ -21,6 +21,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 import jobs.reconcile
 import reports.xlsx_sheets
+import reports.xlsx_stream
 from recon.demo import run_demo
 from recon.store import open_store
 from recon.taxonomy import EXCEPTION_CODES, label
@@ -179,6 +180,7 @@ def test_a_sheet_over_the_row_limit_continues_on_numbered_sheets(demo: ReportDat
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     assert part_sizes(4, 5) == [4] and part_sizes(10, 5) == [3, 3, 4] and part_sizes(0, 5) == [0]
     monkeypatch.setattr(reports.xlsx_sheets, "ROW_LIMIT", 5)
+    monkeypatch.setattr(reports.xlsx_stream, "SLICE_ROWS", 2)  # rows spliced two at a time, in their order
     one = demo.exceptions.filter(pl.col("code") == "shop_only")
     many = pl.concat([one.with_columns(pl.lit(i).alias("id")) for i in range(10)])
     [path] = render(dataclasses.replace(demo, exceptions=many), tmp_path, "en")
