@@ -114,7 +114,7 @@ def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels
         {"d": day, "channels": [c.id for c in channels], "ci": shop.case_insensitive, "at": loaded_at},
     ).fetchone() or [None]
     if named:
-        _append_orders(con, shop.orders_by_no(named), loaded_at)
+        _append_orders(con, shop.orders_by_no(named, loaded=(start, end)), loaded_at)
     # An order two batches both hold keeps the row read first, as one read of the shop would. Those orders are
     # looked for first: there are rarely any, and the delete would compare every row's id.
     con.execute(

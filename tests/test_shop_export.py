@@ -116,3 +116,32 @@ def test_an_order_in_two_slices_is_stored_once_as_first_read(scenario: Scenario,
         rows = con.execute("SELECT order_no, amount FROM shop_orders WHERE order_no IN ('A-1', 'S-07')").fetchall()
     assert loaded == 33
     assert sorted((n, str(a)) for n, a in rows) == [("A-1", "12.500000"), ("S-07", "7.050000")]
+
+
+def test_orders_named_outside_the_window_come_from_the_same_read(scenario: Scenario,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run asks for the orders its channel rows name that its window did not hold: they are kept from the
+    window's own pass over the file, not read again, unless the file changed or there were too many."""
+    fill(scenario)
+    scenario.order("OLD-1", "7.00", created="2026-11-10 10:00:00")
+    export_orders(scenario, scenario.folder / "orders.csv")
+    shop = open_shop(load_config(export_config(scenario, "orders.csv")))
+    reads: list[Path] = []
+    scan = export._scan_text_table
+    monkeypatch.setattr(export, "_scan_text_table", lambda path, wanted: reads.append(path) or scan(path, wanted))
+
+    assert sum(b.height for b in shop.order_batches(*WINDOW)) == 3 and len(reads) == 1
+    assert shop.orders_by_no(["old-1", "GHOST"], loaded=WINDOW)["order_no"].to_list() == ["OLD-1"]
+    assert len(reads) == 1
+    assert shop.orders_by_no(["old-1"])["order_no"].to_list() == ["OLD-1"] and len(reads) == 2  # no window named
+
+    con = sqlite3.connect(scenario.shop_path)
+    con.execute("UPDATE orders SET actual_price = 17.00 WHERE order_sn = 'OLD-1'")
+    con.commit()
+    con.close()
+    export_orders(scenario, scenario.folder / "orders.csv")  # re-exported since the window was read
+    assert str(shop.orders_by_no(["OLD-1"], loaded=WINDOW)["amount"].item()) == "17.000000" and len(reads) == 3
+
+    monkeypatch.setattr(export, "OUTSIDE_KEPT", 0)  # an export of the whole history: too many to keep
+    list(shop.order_batches(*WINDOW))
+    assert shop.orders_by_no(["OLD-1"], loaded=WINDOW)["order_no"].to_list() == ["OLD-1"] and len(reads) == 5

@@ -32,6 +32,9 @@ SHOP_STATUSES = ("pending", "paid", "delivered", "delivery_failed", "expired", "
 MONEY_IN = ("paid", "delivered", "delivery_failed", "refunded")
 
 
+Window = tuple[datetime, datetime]  # [start, end), aware
+
+
 class ShopAdapter(Protocol):
     """Reads a window of orders, or named orders, from the shop in bulk."""
 
@@ -50,8 +53,12 @@ class ShopAdapter(Protocol):
         so a day of millions of orders is never held whole."""
         ...
 
-    def orders_by_no(self, order_nos: Sequence[str]) -> pl.DataFrame:
-        """The named orders that exist, as SHOP_SCHEMA rows."""
+    def orders_by_no(self, order_nos: Sequence[str], loaded: Window | None = None) -> pl.DataFrame:
+        """The named orders that exist, as SHOP_SCHEMA rows.
+
+        ``loaded`` is a window whose orders the caller read just before (through ``order_batches``): orders
+        created in it may be left out. An adapter that cannot tell them apart cheaply ignores it.
+        """
         ...
 
 

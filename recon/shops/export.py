@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import polars as pl
 
 from recon.errors import ShopError
 from recon.shops import dujiaoka
-from recon.shops.base import SHOP_SCHEMA
+from recon.shops.base import SHOP_SCHEMA, Window
 from recon.shops.sql import normalise_orders
 
 # MySQL writes NULL as \N in SELECT … INTO OUTFILE and mysqldump --tab output; PostgreSQL's COPY text format too.
@@ -34,6 +35,20 @@ DUJIAOKA_PAID_STATUSES = ("2", "3", "4", "5", "6")
 DUJIAOKA_NEEDED = ("order_sn", "actual_price", "status", "created_at", "updated_at")
 # Bytes of the export parsed at a time: a slice's text columns and its orders, not the whole export, in memory.
 SLICE_BYTES = 64 * 1024 * 1024
+# Orders outside the window kept from a pass over the file, at most: a run then asks for the orders its channel
+# rows name that it did not load (``orders_by_no(..., loaded=window)``), and those are among them or nowhere,
+# so the file is not read a second time (ten million orders: 5 s). An export of a table's whole history holds
+# more; then the file is read again.
+OUTSIDE_KEPT = 1_000_000
+
+
+@dataclass(frozen=True)
+class _Outside:
+    """The orders of one complete pass created outside its window, and what the file was then."""
+
+    window: Window
+    stamp: tuple[int, int]  # size and modification time of the file read
+    orders: pl.DataFrame
 
 
 class ExportShop:
@@ -52,6 +67,7 @@ class ExportShop:
         self._dujiaoka = dujiaoka_schema
         self.case_insensitive = case_insensitive
         self.repairable = repairable or {}
+        self._outside: _Outside | None = None
 
     def orders_created_between(self, start: datetime, end: datetime) -> pl.DataFrame:
         return _joined(list(self.order_batches(start, end)))
@@ -60,19 +76,44 @@ class ExportShop:
         utc = ZoneInfo("UTC")
         created = pl.col("created_at")
         window = (created >= start.astimezone(utc)) & (created < end.astimezone(utc))
+        self._outside = None
+        stamp = self._stamp()
+        outside: list[pl.DataFrame] | None = []
+        kept = 0
         for batch in self._batches():
+            if outside is not None:
+                rest = batch.filter(~window)
+                kept += rest.height
+                if kept > OUTSIDE_KEPT:
+                    outside = None
+                elif rest.height:
+                    outside.append(rest)
             yield batch.filter(window)
+        if outside is not None and stamp == self._stamp():
+            orders = _joined(outside) if outside else pl.DataFrame(schema=SHOP_SCHEMA)
+            self._outside = _Outside((start, end), stamp, orders)
 
-    def orders_by_no(self, order_nos: Sequence[str]) -> pl.DataFrame:
+    def orders_by_no(self, order_nos: Sequence[str], loaded: Window | None = None) -> pl.DataFrame:
         wanted = pl.Series(sorted(set(order_nos)), dtype=pl.String)
+        outside = self._outside
+        if loaded is not None and outside is not None and outside.window == loaded and outside.stamp == self._stamp():
+            return outside.orders.filter(self._named("order_no", wanted))
         # The file's own cells are picked before they are normalised: a run names a few thousand orders of
         # millions, and normalising every order to keep those took most of a pass.
-        key = pl.col(self._columns["order_no"]).str.strip_chars()
+        return _joined(list(self._batches(self._named(self._columns["order_no"], wanted))))
+
+    def _named(self, column: str, wanted: pl.Series) -> pl.Expr:
+        key = pl.col(column).str.strip_chars()
         if self.case_insensitive:
-            named = key.str.to_uppercase().is_in(wanted.str.to_uppercase().implode())
-        else:
-            named = key.is_in(wanted.implode())
-        return _joined(list(self._batches(named)))
+            return key.str.to_uppercase().is_in(wanted.str.to_uppercase().implode())
+        return key.is_in(wanted.implode())
+
+    def _stamp(self) -> tuple[int, int]:
+        try:
+            info = self._path.stat()
+        except OSError as exc:
+            raise ShopError(f"cannot read the shop export {self._path}: {exc.strerror}") from None
+        return info.st_size, info.st_mtime_ns
 
     def _batches(self, picked: pl.Expr | None = None) -> Iterator[pl.DataFrame]:
         """The export's orders, normalised, a slice at a time: the file is read afresh on each call and never

@@ -24,7 +24,7 @@ from fetchers.http import ChannelSession
 from recon.config import Config
 from recon.errors import ReconError, ShopError
 from recon.secrets import redact
-from recon.shops.base import SHOP_SCHEMA
+from recon.shops.base import SHOP_SCHEMA, Window
 from recon.shops.sql import TIME_COLUMNS, SqlShop
 
 # Normalised statuses from which a missing callback may be completed through the API.
@@ -136,7 +136,7 @@ class HttpShop:
             return url, None
         return self.url(self._orders_path), {**base_params, "cursor": cursor}
 
-    def orders_by_no(self, order_nos: Sequence[str]) -> pl.DataFrame:
+    def orders_by_no(self, order_nos: Sequence[str], loaded: Window | None = None) -> pl.DataFrame:
         records = []
         for order_no in sorted(set(order_nos)):
             record = self.order_record(order_no)

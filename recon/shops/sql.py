@@ -20,7 +20,7 @@ import polars as pl
 from recon.errors import ShopError
 from recon.secrets import redact
 from recon.shops import fast
-from recon.shops.base import SHOP_SCHEMA, SHOP_STATUSES
+from recon.shops.base import SHOP_SCHEMA, SHOP_STATUSES, Window
 from recon.shops.connect import (DB_ERRORS, SQLITE, STREAM_BATCH, Connector, Dialect, abandon, connector,
                                 stream_cursor)
 
@@ -102,7 +102,7 @@ class SqlShop:
         for batch in fast.read_batches(connect, self.name, sql, kinds):
             yield self._normalise(batch)
 
-    def orders_by_no(self, order_nos: Sequence[str]) -> pl.DataFrame:
+    def orders_by_no(self, order_nos: Sequence[str], loaded: Window | None = None) -> pl.DataFrame:
         wanted = sorted(set(order_nos))
         col = self._col("order_no")
         fold = self.case_insensitive and not self._collation_folds_case
