@@ -172,13 +172,19 @@ def _check_trade_totals(path: Path, frame: pl.DataFrame, footer: str, footer_lin
         found = pattern.search(footer)
         if not found:
             continue
-        rows = frame.filter(pl.col("kind") == kind)
-        total = Decimal(str(rows[column].sum() or 0))
+        # Counted and summed in place: a filtered copy of every column was the bill's rows twice over.
+        held, total = _count_and_sum(frame, pl.col("kind") == kind, column)
         count, stated, line = _footer_total(path, found, label, footer_line)
-        if count != rows.height or total != stated:
+        if count != held or total != stated:
             raise InputError(path, f"footer {label} says {count} rows totalling {stated}, "
-                                   f"but the file holds {rows.height} totalling {total.normalize()}", line)
+                                   f"but the file holds {held} totalling {total.normalize()}", line)
     return frame.drop("received")
+
+
+def _count_and_sum(frame: pl.DataFrame, which: pl.Expr, column: str) -> tuple[int, Decimal]:
+    """How many rows ``which`` picks and the sum of their ``column``."""
+    held, total = frame.select(which.sum().alias("held"), pl.col(column).filter(which).sum().alias("total")).row(0)
+    return int(held or 0), Decimal(str(total or 0))
 
 
 def _ledger_rows(path: Path, cells: pl.DataFrame, channel: ChannelConfig, header_line: int) -> pl.DataFrame:
@@ -207,10 +213,9 @@ def _check_ledger_totals(path: Path, frame: pl.DataFrame, footer: str, footer_li
     for label, column in (("支出合计", "expense"), ("收入合计", "income")):
         found = re.search(rf"#{label}：(\d+)笔，共(-?[\d.]+)元", footer)
         if found:
-            moved = frame.filter(pl.col(column) != 0)
-            total = Decimal(str(moved[column].sum() or 0))
+            held, total = _count_and_sum(frame, pl.col(column) != 0, column)
             count, stated, line = _footer_total(path, found, label, footer_line)
-            if count != moved.height or total != stated:
+            if count != held or total != stated:
                 raise InputError(path, f"footer {label} says {count} rows totalling {stated}, "
-                                       f"but the file holds {moved.height} totalling {total.normalize()}", line)
+                                       f"but the file holds {held} totalling {total.normalize()}", line)
     return frame.drop("income", "expense")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import mmap
 import os
@@ -140,7 +141,11 @@ def store_import(con: duckdb.DuckDBPyConnection, config: Config, prepared: Prepa
     size = len(prepared.raw)
     if isinstance(prepared.raw, mmap.mmap):
         prepared.raw.close()
-    return store_parsed(con, prepared.channel, prepared.path, prepared.digest, stored, size, source, prepared.parsed)
+    # The prepared rows are handed over, not shared: they are let go a slice at a time as DuckDB takes them.
+    held = [prepared.parsed.rows]
+    prepared.parsed = _without_rows(prepared.parsed)
+    return _store_rows(con, prepared.channel, prepared.path, prepared.digest, stored, size, source, prepared.parsed,
+                       held)
 
 
 def import_file(con: duckdb.DuckDBPyConnection, config: Config, channel_id: str, path: Path,
@@ -152,13 +157,49 @@ def import_file(con: duckdb.DuckDBPyConnection, config: Config, channel_id: str,
     return store_import(con, config, prepared, source)
 
 
-def _period(parsed: ParsedStatement) -> tuple[date, date] | None:
+def _period(parsed: ParsedStatement, rows: pl.DataFrame) -> tuple[date, date] | None:
     if parsed.period is not None:
         return parsed.period
-    if parsed.rows.is_empty():
+    if rows.is_empty():
         return None
-    dates = parsed.rows["business_date"]
+    dates = rows["business_date"]
     return dates.min(), dates.max()  # type: ignore[return-value]
+
+
+def _without_rows(parsed: ParsedStatement) -> ParsedStatement:
+    return dataclasses.replace(parsed, rows=parsed.rows.clear())
+
+
+# Rows copied into DuckDB at a time when a file's rows are staged (see _stage).
+STAGE_ROWS = 256 * 1024
+
+
+def _stage(con: duckdb.DuckDBPyConnection, held: list[pl.DataFrame]) -> pl.DataFrame:
+    """Copy the rows in ``held`` (taken out of it) into the temp table ``incoming``, with ``ord``, their place in
+    the file; returns what the import needs of every row, the keys that repeat within the file.
+
+    A bill of five million rows is 750 MB in polars: kept until the insert was done, it sat beside DuckDB's
+    own buffers. Staged a slice at a time, each slice of the frame is let go once DuckDB holds its copy (in
+    its memory limit, spilled to the temp dir beyond it).
+    """
+    rows = held.pop().with_row_index("ord")
+    repeats = _repeats(rows)
+    pieces = list(rows.iter_slices(STAGE_ROWS)) or [rows]
+    del rows
+    first = pieces[0].to_arrow(compat_level=pl.CompatLevel.newest())
+    con.register("incoming_first", first)
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE incoming AS FROM incoming_first LIMIT 0")
+    finally:
+        con.unregister("incoming_first")
+    del first
+    pieces.reverse()
+    while pieces:
+        piece = pieces.pop()
+        # Handed over as Arrow string views: DuckDB copies the text from where polars holds it.
+        con.from_arrow(piece.to_arrow(compat_level=pl.CompatLevel.newest())).insert_into("incoming")
+        del piece
+    return repeats
 
 
 def _repeats(incoming: pl.DataFrame) -> pl.DataFrame:
@@ -172,15 +213,30 @@ def _repeats(incoming: pl.DataFrame) -> pl.DataFrame:
                                                             first_line=pl.col("line_no").first())
 
 
+def _drop_staged(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("DROP TABLE IF EXISTS temp.incoming")
+    except duckdb.Error:
+        pass  # a connection that broke mid-import: the error that broke it is the one to report; temp dies with it
+
+
 def store_parsed(con: duckdb.DuckDBPyConnection, channel_id: str, path: Path, digest: str, stored: Path, size: int,
                  source: str, parsed: ParsedStatement) -> ImportOutcome:
     """Store parsed rows as one import in a single transaction, recording duplicates."""
-    period = _period(parsed)
+    return _store_rows(con, channel_id, path, digest, stored, size, source, _without_rows(parsed), [parsed.rows])
+
+
+def _store_rows(con: duckdb.DuckDBPyConnection, channel_id: str, path: Path, digest: str, stored: Path, size: int,
+                source: str, parsed: ParsedStatement, held: list[pl.DataFrame]) -> ImportOutcome:
+    """``store_parsed`` of the rows in ``held`` (taken out of it) and the rest of ``parsed``."""
+    period = _period(parsed, held[0])
+    total = held[0].height
     # ``ord``: the row's place in the file (API records have no line number), so "first" is always defined.
-    incoming = parsed.rows.with_row_index("ord")
-    # Handed over as Arrow string views: no copy of the text.
-    con.register("incoming", incoming.to_arrow(compat_level=pl.CompatLevel.newest()))
-    con.register("incoming_repeats", _repeats(incoming).to_arrow(compat_level=pl.CompatLevel.newest()))
+    try:
+        con.register("incoming_repeats", _stage(con, held).to_arrow(compat_level=pl.CompatLevel.newest()))
+    except BaseException:
+        _drop_staged(con)
+        raise
     con.execute("BEGIN")
     try:
         import_id = int(con.execute("SELECT nextval('import_ids')").fetchone()[0])  # type: ignore[index]
@@ -225,7 +281,6 @@ def store_parsed(con: duckdb.DuckDBPyConnection, channel_id: str, path: Path, di
         dupes = con.execute(
             "SELECT line_no, duplicate_of FROM import_duplicates WHERE import_id = ? ORDER BY line_no", [import_id]
         ).fetchall()
-        total = parsed.rows.height
         con.execute(
             "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [import_id, channel_id, digest, path.name, str(stored), size, source, total, total - len(dupes),
@@ -237,7 +292,7 @@ def store_parsed(con: duckdb.DuckDBPyConnection, channel_id: str, path: Path, di
         con.execute("ROLLBACK")
         raise
     finally:
-        con.unregister("incoming")
+        _drop_staged(con)
         con.unregister("incoming_repeats")
     crash_point("import_after_commit")  # stored, but the caller has not reported it (nor moved an inbox file)
     return ImportOutcome(str(path), channel_id, digest, import_id, already_imported=False, rows_total=total,
