@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import recon  # noqa: F401  first: its allocator setting reaches polars in every phase's process (recon/__init__.py)
 from bench import phases
 from bench.generate import generate
 
