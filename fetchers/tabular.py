@@ -236,17 +236,26 @@ def text(col: str) -> pl.Expr:
 
 
 def check_amounts(path: Path, cells: pl.DataFrame, columns: Iterable[str]) -> None:
-    """Reject the file at the first cell that is not an exact decimal amount."""
-    for col in columns:
-        cleaned = pl.col(col).str.strip_chars(_CELL_PADDING).str.replace_all(_AMOUNT_NOISE, "")
-        bad = cells.filter(pl.col(col).is_not_null() & (cleaned != "") & ~cleaned.str.contains(_AMOUNT))
-        if bad.height:
+    """Reject the file at the first cell that is not an exact decimal amount (the first column named, then the
+    first line). Every column is checked in one pass, side by side; the bad cell is looked up only then."""
+    wrong = {col: pl.col(col).is_not_null() & (_cleaned(col) != "") & ~_cleaned(col).str.contains(_AMOUNT)
+             for col in columns}
+    if not wrong:
+        return
+    flagged = cells.select([bad.any().alias(col) for col, bad in wrong.items()]).row(0)
+    for col, any_bad in zip(wrong, flagged, strict=True):
+        if any_bad:
+            bad = cells.filter(wrong[col])
             raise InputError(path, f"{col}: {bad[col][0]!r} is not an amount", int(bad["line_no"][0]))
+
+
+def _cleaned(col: str) -> pl.Expr:
+    return pl.col(col).str.strip_chars(_CELL_PADDING).str.replace_all(_AMOUNT_NOISE, "")
 
 
 def amount(col: str, minor_units: bool = False) -> pl.Expr:
     """An amount cell as an exact DECIMAL(20,6); call ``check_amounts`` first."""
-    cleaned = pl.col(col).str.strip_chars(_CELL_PADDING).str.replace_all(_AMOUNT_NOISE, "").str.strip_prefix("+")
+    cleaned = _cleaned(col).str.strip_prefix("+")
     value = pl.when(cleaned == "").then(None).otherwise(cleaned).cast(MONEY)
     return value / 100 if minor_units else value
 
