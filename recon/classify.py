@@ -38,13 +38,11 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
 RUN_SCOPE_SQL = (
     """
     CREATE OR REPLACE TEMP TABLE run_txn_places AS
-    SELECT *, hash(unit_key) % $parts AS part FROM (
-        SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key,
-               min(channel) AS first_channel, max(channel) AS last_channel,
-               min(business_date) AS first_date, max(business_date) AS last_date,
-               min(channel) <> max(channel) OR min(business_date) <> max(business_date) AS booked_in_several
-        FROM channel_txn WHERE order_no IS NOT NULL GROUP BY ALL
-    )
+    SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key,
+           min(channel) AS first_channel, max(channel) AS last_channel,
+           min(business_date) AS first_date, max(business_date) AS last_date,
+           min(channel) <> max(channel) OR min(business_date) <> max(business_date) AS booked_in_several
+    FROM channel_txn WHERE order_no IS NOT NULL GROUP BY ALL
     """,
     # Only the columns classification reads: a copy of every order's title and contact took twice the time.
     """
@@ -82,7 +80,7 @@ def prepare_run(con: duckdb.DuckDBPyConnection, case_insensitive: bool, day: dat
     ).fetchall()
     parts = _pieces(int(units))
     for statement in RUN_SCOPE_SQL:
-        con.execute(statement, {"ci": case_insensitive, "parts": parts})
+        con.execute(statement, _used({"ci": case_insensitive, "parts": parts}, statement))
     return parts
 
 
