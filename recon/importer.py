@@ -19,6 +19,7 @@ from fetchers.tabular import SPAN_BYTES, release
 from recon.config import ChannelConfig, Config
 from recon.errors import InputError
 from recon.faults import crash_point, pause_point
+from recon.frames import repeated
 
 
 @dataclass
@@ -208,8 +209,8 @@ def _repeats(incoming: pl.DataFrame) -> pl.DataFrame:
     Kept aside as the few keys that repeat, not as a ranked copy of every row: at millions of rows a
     window over every key was the slowest step of an import, and its copy the largest.
     """
-    repeated = incoming.select("natural_key", "ord", "line_no").filter(pl.col("natural_key").is_duplicated())
-    return repeated.sort("ord").group_by("natural_key").agg(first_ord=pl.col("ord").first(),
+    keys = incoming.select("natural_key", "ord", "line_no").filter(repeated(incoming["natural_key"]))
+    return keys.sort("ord").group_by("natural_key").agg(first_ord=pl.col("ord").first(),
                                                             first_line=pl.col("line_no").first())
 
 

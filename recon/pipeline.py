@@ -17,6 +17,7 @@ from recon.classify import classify, day_bounds, prepare, prepare_run
 from recon.config import ChannelConfig, Config
 from recon.errors import Interrupted, ReconError
 from recon.faults import pause_point
+from recon.frames import repeated
 from recon.fetching import FetchOutcome
 from recon.ledger import update_from_run
 from recon.money import money_str
@@ -152,7 +153,7 @@ def _append_orders(con: duckdb.DuckDBPyConnection, orders: pl.DataFrame, loaded_
         return
     columns = [d[0] for d in con.execute("SELECT * FROM shop_orders LIMIT 0").description]
     # Asked first: a batch rarely repeats an order, and keeping the first of each copies every column.
-    if orders["order_no"].is_duplicated().any():
+    if repeated(orders["order_no"]).any():
         orders = orders.unique(subset="order_no", keep="first", maintain_order=True)
     batch = orders.with_columns(loaded_at=pl.lit(loaded_at))
     batch = batch.select([pl.col(c) if c in batch.columns else pl.lit(None, pl.String).alias(c) for c in columns])
