@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from recon.ahead import read_ahead
 from recon.errors import ShopError
 from recon.shops import dujiaoka
 from recon.shops.base import SHOP_SCHEMA, Window
@@ -80,7 +81,8 @@ class ExportShop:
         stamp = self._stamp()
         outside: list[pl.DataFrame] | None = []
         kept = 0
-        for batch in self._batches():
+        # The next slice is read and normalised while the caller stores this one.
+        for batch in read_ahead(self._batches()):
             if outside is not None:
                 rest = batch.filter(~window)
                 kept += rest.height
