@@ -66,7 +66,8 @@ unit_rows AS (
 -- A unit of one row, as almost every unit is, aggregates to its own values: the same columns as the
 -- grouped branch below gives for it, without a hash table over millions of units.
 SELECT unit_key,
-       [txn_id] AS txn_ids,
+       txn_id AS one_txn_id,
+       NULL::BIGINT[] AS txn_ids,
        order_no,
        CASE WHEN settled THEN amount ELSE 0 END AS channel_amount,
        CASE WHEN kind = 'payment' AND settled THEN 1 ELSE 0 END AS n_paid,
@@ -84,6 +85,7 @@ FROM scope_rows
 WHERE part % $groups = $group AND unit_key NOT IN (SELECT unit_key FROM multi_row_units)
 UNION ALL
 SELECT unit_key,
+       NULL::BIGINT AS one_txn_id,
        list_sort(list(txn_id)) AS txn_ids,
        min(order_no) AS order_no,
        coalesce(sum(amount) FILTER (WHERE settled), 0) AS channel_amount,
@@ -106,7 +108,8 @@ GROUP BY unit_key
 joined AS (
     SELECT coalesce(u.unit_key, o.unit_key) AS unit_key,
            u.unit_key IS NOT NULL AS has_rows, o.unit_key IS NOT NULL AS has_order,
-           coalesce(u.txn_ids, []::BIGINT[]) AS txn_ids,
+           -- the unit's rows as a list only once joined: lists carried through the join cost a fifth of it
+           u.one_txn_id, u.txn_ids AS several_txn_ids,
            coalesce(o.order_no, u.order_no) AS order_no,
            coalesce(u.paid_txn_id, u.any_txn_id) AS channel_txn_id,
            coalesce(u.channel_amount, 0) AS channel_amount,
@@ -165,7 +168,8 @@ SELECT *,
     CASE WHEN $fee_rate IS NOT NULL AND paid IS NOT NULL THEN round(paid * $fee_rate, 2) END AS expected_fee
 FROM coded
 )
-SELECT $run_id, $channel, $d, r.code, r.unit_key, r.order_no, r.channel_txn_id, r.txn_ids,
+SELECT $run_id, $channel, $d, r.code, r.unit_key, r.order_no, r.channel_txn_id,
+       CASE WHEN r.one_txn_id IS NOT NULL THEN [r.one_txn_id] ELSE coalesce(r.several_txn_ids, []::BIGINT[]) END,
        r.shop_amount, r.channel_amount, r.channel_amount - r.shop_amount,
        r.currency, r.shop_currency, r.shop_status, r.shop_channel_txn_id, r.fee, r.expected_fee,
        r.occurred_at, r.created_at, p.priority, coalesce(r.auto_repairable, false),
