@@ -39,22 +39,36 @@ RUN_SCOPE_SQL = (
     """
     CREATE OR REPLACE TEMP TABLE run_txn_places AS
     SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key,
-           min(channel) AS first_channel, max(channel) AS last_channel,
-           min(business_date) AS first_date, max(business_date) AS last_date,
-           min(channel) <> max(channel) OR min(business_date) <> max(business_date) AS booked_in_several
+           CASE WHEN min(channel) = max(channel) AND min(business_date) = max(business_date)
+                THEN min(channel) END AS booked_channel,
+           CASE WHEN min(channel) = max(channel) AND min(business_date) = max(business_date)
+                THEN min(business_date) END AS booked_date
     FROM channel_txn WHERE order_no IS NOT NULL GROUP BY ALL
     """,
     # Only the columns classification reads: a copy of every order's title and contact took twice the time.
+    # ``booked``: the order's money is on some channel's rows; ``booked_channel``/``booked_date``: the one
+    # (channel, date) it is booked on, NULL when booked on several.
     """
     CREATE OR REPLACE TEMP TABLE run_orders AS
     WITH keyed AS (
         SELECT order_no, amount, currency, status, shop_status, pay_method, channel_txn_id, created_at, unit_key,
                hash(unit_key) % $parts AS part
         FROM (SELECT *, CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key FROM shop_orders))
-    SELECT k.*, p.first_channel, p.last_channel, p.first_date, p.last_date
+    SELECT k.*, p.unit_key IS NOT NULL AS booked, p.booked_channel, p.booked_date
     FROM keyed k LEFT JOIN run_txn_places p USING (unit_key)
     """,
+    # Of every booked key, the run needs only the few booked in several places: the rest of the table (a row per
+    # order number of every bill held) is let go, so that the channels' passes run in the memory it held.
+    """
+    CREATE OR REPLACE TEMP TABLE run_booked_in_several AS
+    SELECT unit_key FROM run_txn_places WHERE booked_channel IS NULL
+    """,
+    "DROP TABLE run_txn_places",
 )
+# What a run's classification leaves behind: dropped once every channel is classified (see ``end_run``).
+RUN_TABLES = ("run_orders", "run_booked_in_several")
+# What one channel's pass leaves behind: dropped at its end, before the next channel's are built.
+CHANNEL_TABLES = ("amount_matches", "scope_rows", "multi_row_units")
 
 # Units (order keys) per part of a run. A run of millions of orders cuts its units into parts by a hash of
 # their key (the ``part`` of run_orders and scope_rows); a channel's pass then joins its rows and orders a few
@@ -122,10 +136,18 @@ def classify(con: duckdb.DuckDBPyConnection, run_id: int, channel: ChannelConfig
             groups = min(parts, _pieces(int(rows)))
             for group in range(groups):
                 con.execute(statement, _used({**params, "groups": groups, "group": group}, statement))
+    for table in CHANNEL_TABLES:
+        con.execute(f"DROP TABLE IF EXISTS temp.{table}")
     rows = con.execute(
         "SELECT code, count(*) FROM results WHERE run_id = ? AND channel = ? GROUP BY code", [run_id, channel.id]
     ).fetchall()
     return {str(code): int(n) for code, n in rows}
+
+
+def end_run(con: duckdb.DuckDBPyConnection) -> None:
+    """Let go of what ``prepare_run`` built, once the run's channels are classified."""
+    for table in RUN_TABLES:
+        con.execute(f"DROP TABLE IF EXISTS temp.{table}")
 
 
 def _used(params: dict[str, object], statement: str) -> dict[str, object]:

@@ -13,7 +13,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa  # type: ignore[import-untyped]
 
-from recon.classify import classify, day_bounds, prepare, prepare_run
+from recon.classify import classify, day_bounds, end_run, prepare, prepare_run
 from recon.config import ChannelConfig, Config
 from recon.errors import Interrupted, ReconError
 from recon.faults import pause_point
@@ -197,6 +197,7 @@ def run(con: duckdb.DuckDBPyConnection, config: Config, day: date, channel_ids: 
                 if not complete:
                     incomplete.append(ch.id)
                 classify(con, run_id, ch, day, shop, complete, parts)
+            end_run(con)
             ledger = update_from_run(con, run_id, config.reports.language if config.reports.language == "en" else "zh")
             pause_point("before_commit")
             con.execute(

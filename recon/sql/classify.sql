@@ -54,12 +54,11 @@ scope_orders AS (
            k.created_at >= $day_start AND k.created_at < $day_end AS own_date
     FROM run_orders k
     WHERE k.part % $groups = $group AND (
-          (k.first_channel = $channel AND k.last_channel = $channel AND k.first_date = $d AND k.last_date = $d)
-       OR k.unit_key IN (SELECT unit_key FROM scope_rows
-                         WHERE unit_key IN (SELECT unit_key FROM run_txn_places WHERE booked_in_several))
+          (k.booked_channel = $channel AND k.booked_date = $d)
+       OR k.unit_key IN (SELECT unit_key FROM scope_rows WHERE unit_key IN (SELECT unit_key FROM run_booked_in_several))
        OR k.unit_key IN (SELECT unit_key FROM carried)
        OR k.unit_key IN (SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END FROM amount_matches)
-       OR (k.first_channel IS NULL AND list_contains($pay_ids, k.pay_method)
+       OR (NOT k.booked AND list_contains($pay_ids, k.pay_method)
            AND k.created_at >= $day_start AND k.created_at < $day_end))
 ),
 unit_rows AS (
