@@ -17,9 +17,13 @@ WITH candidates AS (
 )
 SELECT txn_id, order_no FROM candidates WHERE nth_order = 1 AND nth_transfer = 1;
 
+-- Only the columns the pass reads (a channel of millions of rows: a copy of every column spilled to disk).
+-- A row's natural key tells payments apart only where it has no transaction id, so only there is it kept.
 CREATE OR REPLACE TEMP TABLE scope_rows AS
 SELECT *, hash(unit_key) % $parts AS part FROM (
-    SELECT t.* REPLACE (coalesce(t.order_no, m.order_no) AS order_no),
+    SELECT t.txn_id, t.kind, coalesce(t.order_no, m.order_no) AS order_no, t.channel_txn_id,
+           CASE WHEN t.channel_txn_id IS NULL THEN t.natural_key END AS natural_key,
+           t.amount, t.currency, t.fee, t.status, t.occurred_at,
            coalesce(CASE WHEN $ci THEN upper(coalesce(t.order_no, m.order_no)) ELSE coalesce(t.order_no, m.order_no) END,
                     'txn:' || coalesce(t.channel_txn_id, t.natural_key)) AS unit_key,
            t.status IN ('success', 'refunded') AS settled
