@@ -85,3 +85,17 @@ def test_no_float_column_anywhere_in_the_store(scenario: Scenario) -> None:
     row = scenario.query("SELECT order_no, amount FROM channel_txn")[0]
     assert row["order_no"] == "000123"
     assert str(row["amount"]) == "12345678901234.010000"
+
+
+def test_an_archive_that_cannot_be_written_leaves_no_import(scenario: Scenario) -> None:
+    """The original is copied while the rows are stored; the import commits only with its copy kept."""
+    scenario.config.archive_dir.parent.mkdir(parents=True, exist_ok=True)
+    scenario.config.archive_dir.write_text("a file where the archive folder should be", encoding="utf-8")
+    path = scenario.statement([{"txn": "T1", "order": "O1", "amount": "10.00"}])
+    with pytest.raises(OSError):
+        scenario.import_(path)
+    assert counts(scenario) == (0, 0, 0)
+    scenario.config.archive_dir.unlink()
+    outcome = scenario.import_(path)
+    assert (outcome.rows_new, outcome.already_imported) == (1, False)
+    assert counts(scenario) == (1, 1, 0)
