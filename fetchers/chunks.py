@@ -78,9 +78,10 @@ def line_slices(raw: bytes | mmap.mmap, encoding: str, chunk_bytes: int | None =
         end = _cut(raw, start, size)
         piece = raw[start:end]
         text = _decode(piece, encoding if start == 0 else later, start)
+        has_cr = b"\r" in piece  # a CR decoded is a CR byte read (a stray 0x0D byte only costs a search)
         del piece
         release(raw, start, end)
-        lines = split_lines(text)
+        lines = split_lines(text, has_cr)
         del text
         yield lines, first
         first += lines.len()
