@@ -302,3 +302,16 @@ def test_an_empty_run_still_gives_a_readable_workbook(demo: ReportData, tmp_path
     assert "No open exceptions" in labels and "No repairs in this run" in labels
     with zipfile.ZipFile(path) as archive:
         assert not [n for n in archive.namelist() if n.startswith("xl/charts/")]
+
+
+def test_exception_sheets_are_compressed_like_any_workbook(demo: ReportData, tmp_path: Path) -> None:
+    """The streamed sheets are deflated: a day of many exceptions is a workbook finance can mail, not raw XML."""
+    one = demo.exceptions.filter(pl.col("code") == "shop_only")
+    many = pl.concat([one.with_columns(pl.lit(i).alias("id")) for i in range(2000)])
+    [path] = render(dataclasses.replace(demo, exceptions=many), tmp_path, "en")
+    with zipfile.ZipFile(path) as archive:
+        sheets = [i for i in archive.infolist() if i.filename.startswith("xl/worksheets/sheet")]
+        assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in sheets)
+        biggest = max(sheets, key=lambda i: i.file_size)
+        assert biggest.file_size > 500_000 and biggest.compress_size * 5 < biggest.file_size
+    assert [r[0] for r in rows(load_workbook(path)["shop only (no channel record)"])[1:]] == list(range(2000))
