@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -79,8 +80,12 @@ def abort_stale_runs(con: duckdb.DuckDBPyConnection) -> int:
     return len(rows)
 
 
-# Rows per Arrow record batch handed to DuckDB: one batch is inserted by one thread.
-INSERT_CHUNK = 65_536
+# Rows of one DuckDB row group. Shop orders are stored in whole row groups, what is left of a batch carried into
+# the next: a batch that ends in a part-filled row group leaves it for the commit's checkpoint to merge, and the
+# checkpoint rewrote the day's orders to do so (ten million orders in 29 batches: 4.8 s at the commit, not 0.1 s).
+ROW_GROUP_ROWS = 122_880
+# Rows per Arrow record batch handed to DuckDB: one batch is inserted by one thread, into a row group of its own.
+INSERT_CHUNK = ROW_GROUP_ROWS
 
 
 def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels: list[ChannelConfig],
@@ -95,7 +100,7 @@ def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels
     start = min(b[0] for b in bounds) - timedelta(days=1)
     end = max(b[1] for b in bounds) + timedelta(days=1)
     loaded_at = datetime.now(UTC)
-    for batch in shop.order_batches(start, end):
+    for batch in _whole_row_groups(shop.order_batches(start, end)):
         _append_orders(con, batch, loaded_at)
     [named] = con.execute(
         """
@@ -141,6 +146,20 @@ def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels
     )
     [(loaded,)] = con.execute("SELECT count(*) FROM shop_orders WHERE loaded_at = $at", {"at": loaded_at}).fetchall()
     return int(loaded)
+
+
+def _whole_row_groups(batches: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+    """The orders of ``batches``, in order, re-cut so that every batch but the last fills whole row groups."""
+    carried: pl.DataFrame | None = None
+    for batch in batches:
+        if carried is not None:
+            batch = pl.concat([carried, batch], how="vertical_relaxed")
+        whole = batch.height - batch.height % ROW_GROUP_ROWS
+        carried = batch.slice(whole) if whole < batch.height else None
+        if whole:
+            yield batch.slice(0, whole).rechunk()  # one Arrow chunk, cut into record batches of a row group
+    if carried is not None:
+        yield carried
 
 
 def _append_orders(con: duckdb.DuckDBPyConnection, orders: pl.DataFrame, loaded_at: datetime) -> None:

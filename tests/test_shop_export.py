@@ -93,12 +93,18 @@ def test_an_export_read_in_small_slices_reads_the_same(scenario: Scenario, separ
     assert shop.orders_by_no(["s-15", "A-1"])["order_no"].sort().to_list() == ["A-1", "S-15"]
 
 
-def test_an_order_in_two_slices_is_stored_once_as_first_read(scenario: Scenario,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("row_group", [None, 4], ids=["one insert", "stored four rows a time"])
+def test_an_order_in_two_slices_is_stored_once_as_first_read(scenario: Scenario, monkeypatch: pytest.MonkeyPatch,
+                                                             row_group: int | None) -> None:
     """An export that repeats an order (a re-export appended, a hand-merged file) in slices read apart: the
-    store keeps one row for it, the one nearer the top, as one read of the whole file would."""
+    store keeps one row for it, the one nearer the top, as one read of the whole file would; so too when the
+    slices are re-cut into row groups of four and the two rows are stored by different inserts."""
+    from recon import pipeline
     from recon.classify import prepare
     from recon.pipeline import load_shop_orders
+
+    if row_group:
+        monkeypatch.setattr(pipeline, "ROW_GROUP_ROWS", row_group)
 
     fill(scenario)
     for i in range(30):
@@ -114,8 +120,11 @@ def test_an_order_in_two_slices_is_stored_once_as_first_read(scenario: Scenario,
         prepare(con)
         loaded = load_shop_orders(con, open_shop(config), list(config.channels), datetime(2026, 11, 20).date())
         rows = con.execute("SELECT order_no, amount FROM shop_orders WHERE order_no IN ('A-1', 'S-07')").fetchall()
+        stored = [n for (n,) in con.execute("SELECT order_no FROM shop_orders WHERE order_no LIKE 'S-%' "
+                                            "ORDER BY rowid").fetchall()]
     assert loaded == 33
     assert sorted((n, str(a)) for n, a in rows) == [("A-1", "12.500000"), ("S-07", "7.050000")]
+    assert stored == [f"S-{i:02d}" for i in range(30)]  # every order once, in the file's order
 
 
 def test_orders_named_outside_the_window_come_from_the_same_read(scenario: Scenario,
