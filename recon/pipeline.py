@@ -100,8 +100,8 @@ def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels
     start = min(b[0] for b in bounds) - timedelta(days=1)
     end = max(b[1] for b in bounds) + timedelta(days=1)
     loaded_at = datetime.now(UTC)
-    for batch in _whole_row_groups(shop.order_batches(start, end)):
-        _append_orders(con, batch, loaded_at)
+    # The 64-bit hash of every order number stored: when none repeats, no order was stored twice (see below).
+    stored = [_append_orders(con, batch, loaded_at) for batch in _whole_row_groups(shop.order_batches(start, end))]
     [named] = con.execute(
         """
         WITH named AS (
@@ -120,9 +120,29 @@ def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels
         {"d": day, "channels": [c.id for c in channels], "ci": shop.case_insensitive, "at": loaded_at},
     ).fetchone() or [None]
     if named:
-        _append_orders(con, shop.orders_by_no(named, loaded=(start, end)), loaded_at)
-    # An order two batches both hold keeps the row read first, as one read of the shop would. Those orders are
-    # looked for first: there are rarely any, and the delete would compare every row's id.
+        stored.append(_append_orders(con, shop.orders_by_no(named, loaded=(start, end)), loaded_at))
+    if not _distinct(stored):
+        _keep_first_read(con, loaded_at)
+    # The rows of earlier runs for the orders read now.
+    con.execute(
+        "DELETE FROM shop_orders WHERE loaded_at <> $at "
+        "AND order_no IN (SELECT order_no FROM shop_orders WHERE loaded_at = $at)",
+        {"at": loaded_at},
+    )
+    [(loaded,)] = con.execute("SELECT count(*) FROM shop_orders WHERE loaded_at = $at", {"at": loaded_at}).fetchall()
+    return int(loaded)
+
+
+def _distinct(hashes: list[pl.Series]) -> bool:
+    """True when no hash repeats across the batches: then no order was stored twice (a repeat needs equal
+    hashes; equal hashes of two orders only cost the exact look in ``_keep_first_read``)."""
+    every = pl.concat(hashes) if hashes else pl.Series(dtype=pl.UInt64)
+    return every.n_unique() == every.len()
+
+
+def _keep_first_read(con: duckdb.DuckDBPyConnection, loaded_at: datetime) -> None:
+    """An order two batches both hold keeps the row read first, as one read of the shop would. Those orders are
+    looked for first: there are rarely any, and the delete would compare every row's id."""
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE loaded_twice AS
@@ -138,14 +158,6 @@ def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels
         """,
         {"at": loaded_at},
     )
-    # The rows of earlier runs for the orders read now.
-    con.execute(
-        "DELETE FROM shop_orders WHERE loaded_at <> $at "
-        "AND order_no IN (SELECT order_no FROM shop_orders WHERE loaded_at = $at)",
-        {"at": loaded_at},
-    )
-    [(loaded,)] = con.execute("SELECT count(*) FROM shop_orders WHERE loaded_at = $at", {"at": loaded_at}).fetchall()
-    return int(loaded)
 
 
 def _whole_row_groups(batches: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]:
@@ -162,14 +174,15 @@ def _whole_row_groups(batches: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]
         yield carried
 
 
-def _append_orders(con: duckdb.DuckDBPyConnection, orders: pl.DataFrame, loaded_at: datetime) -> None:
-    """Append a batch of orders read at ``loaded_at``; within the batch an order keeps its first row.
+def _append_orders(con: duckdb.DuckDBPyConnection, orders: pl.DataFrame, loaded_at: datetime) -> pl.Series:
+    """Append a batch of orders read at ``loaded_at``; within the batch an order keeps its first row. Returns
+    the 64-bit hashes of the order numbers stored.
 
     Through a relation, not a registered view: a view registered inside the run's transaction is kept,
     with the batch it names, until the commit, so every batch of the day would stay in memory.
     """
     if orders.is_empty():
-        return
+        return pl.Series(dtype=pl.UInt64)
     columns = [d[0] for d in con.execute("SELECT * FROM shop_orders LIMIT 0").description]
     # Asked first: a batch rarely repeats an order, and keeping the first of each copies every column.
     if repeated(orders["order_no"]).any():
@@ -181,6 +194,7 @@ def _append_orders(con: duckdb.DuckDBPyConnection, orders: pl.DataFrame, loaded_
     table = batch.to_arrow(compat_level=pl.CompatLevel.newest())
     with unordered_inserts(con):  # the batch is appended after the ones before it all the same
         con.from_arrow(pa.Table.from_batches(table.to_batches(max_chunksize=INSERT_CHUNK))).insert_into("shop_orders")
+    return orders["order_no"].hash()
 
 
 def channel_complete(con: duckdb.DuckDBPyConnection, channel_id: str, day: date) -> bool:
