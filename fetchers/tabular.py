@@ -18,6 +18,7 @@ import polars as pl
 
 from fetchers.base import CANONICAL_SCHEMA, MONEY
 from recon.errors import InputError
+from recon.frames import utc_from_wall
 
 # ASCII digits only: the regex engine's \d also takes other scripts' digits ('١', '１'), which the cast refuses.
 _AMOUNT = r"^[-+]?[0-9]{1,14}(\.[0-9]{1,6})?$"
@@ -270,8 +271,8 @@ def parse_times(path: Path, cells: pl.DataFrame, col: str, fmt: str, zone: str) 
     bad = out.filter(pl.col("_local").is_null())
     if bad.height:
         raise InputError(path, f"{col}: {bad[col][0]!r} is not a time in the format {fmt}", int(bad["line_no"][0]))
-    zoned = pl.col("_local").dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
-    out = out.with_columns(occurred_at=zoned.dt.convert_time_zone("UTC"), business_date=zoned.dt.date())
+    # The business date is the wall clock's own date (a time the zone skips is refused just below).
+    out = out.with_columns(occurred_at=utc_from_wall(out, "_local", zone), business_date=pl.col("_local").dt.date())
     skipped = out.filter(pl.col("occurred_at").is_null())
     if skipped.height:
         raise InputError(path, f"{col}: {skipped[col][0]!r} does not exist in {zone} (its clocks skip that time)",

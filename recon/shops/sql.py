@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from recon.errors import ShopError
+from recon.frames import utc_from_wall
 from recon.secrets import redact
 from recon.shops import fast
 from recon.shops.base import SHOP_SCHEMA, SHOP_STATUSES, Window
@@ -151,7 +152,9 @@ def normalise_orders(raw: pl.DataFrame, name: str, status_map: Mapping[str, str]
     """
     as_text = {c: pl.col(c).cast(pl.String).str.strip_chars() for c in raw.columns
                if not (c in TIME_COLUMNS and raw.schema[c].is_temporal())}
-    frame = raw.with_columns(**as_text)
+    # Times read first as the shop's wall clock, so that their range is known when they become instants.
+    frame = raw.with_columns(**as_text).with_columns(
+        **{c: _wall_clock(c, raw.schema[c]) for c in TIME_COLUMNS if c in raw.columns})
     unknown = frame.filter(~pl.col("status").is_in(list(status_map)))
     if unknown.height:
         raise ShopError(f"shop {name!r}: order {unknown['order_no'][0]} has status "
@@ -164,8 +167,8 @@ def normalise_orders(raw: pl.DataFrame, name: str, status_map: Mapping[str, str]
         shop_status=pl.col("status"),
         status=pl.col("status").replace_strict(status_map, return_dtype=pl.String),
         amount=pl.col("amount").cast(SHOP_SCHEMA["amount"]),
-        created_at=_instant("created_at", frame.schema["created_at"], zone),
-        paid_at=_instant("paid_at", frame.schema["paid_at"], zone) if "paid_at" in frame.columns else pl.lit(None),
+        created_at=_instant(frame, "created_at", zone),
+        paid_at=_instant(frame, "paid_at", zone) if "paid_at" in frame.columns else pl.lit(None),
         channel_txn_id=pl.col("channel_txn_id").replace("", None) if "channel_txn_id" in frame.columns
         else pl.lit(None),
         goods_kind=pl.col("goods_kind").replace(goods_kind_map) if "goods_kind" in frame.columns
@@ -177,19 +180,24 @@ def normalise_orders(raw: pl.DataFrame, name: str, status_map: Mapping[str, str]
     ])
 
 
-def _instant(col: str, dtype: pl.DataType, zone: str) -> pl.Expr:
-    """A shop time → UTC. Naive values (MySQL DATETIME/TIMESTAMP read in the session zone, PostgreSQL
-    ``timestamp``, SQLite text) are the shop's wall clock (dujiaoka stores PRC wall-clock strings);
-    aware values (PostgreSQL ``timestamptz``) are already instants."""
+def _wall_clock(col: str, dtype: pl.DataType) -> pl.Expr:
+    """A shop time as read: naive values (MySQL DATETIME/TIMESTAMP read in the session zone, PostgreSQL
+    ``timestamp``, SQLite text) are the shop's wall clock (dujiaoka stores PRC wall-clock strings); aware
+    values (PostgreSQL ``timestamptz``) are already instants and kept so."""
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+        return pl.col(col)
+    if dtype.is_temporal():
+        return pl.col(col).cast(pl.Datetime("us"))
+    value = pl.col(col).cast(pl.String).str.replace(r"T", " ").str.slice(0, 19)
+    return value.str.strptime(pl.Datetime("us"), WALL_CLOCK, strict=False)
+
+
+def _instant(frame: pl.DataFrame, col: str, zone: str) -> pl.Expr:
+    """A shop time of ``frame`` (as ``_wall_clock`` read it) → UTC."""
+    dtype = frame.schema[col]
     if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
         return pl.col(col).dt.convert_time_zone("UTC").dt.cast_time_unit("us")
-    if dtype.is_temporal():
-        local = pl.col(col).cast(pl.Datetime("us"))
-    else:
-        value = pl.col(col).cast(pl.String).str.replace(r"T", " ").str.slice(0, 19)
-        local = value.str.strptime(pl.Datetime("us"), WALL_CLOCK, strict=False)
-    return local.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null").dt.convert_time_zone(
-        "UTC")
+    return utc_from_wall(frame, col, zone)
 
 
 def _frame(rows: Sequence[Sequence[Any]], names: list[str]) -> pl.DataFrame:
