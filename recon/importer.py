@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa  # type: ignore[import-untyped]
 
 from fetchers import PARSERS, ParsedStatement
 from fetchers.chunks import SLICED_KINDS
@@ -22,6 +23,7 @@ from recon.config import ChannelConfig, Config
 from recon.errors import InputError
 from recon.faults import crash_point, pause_point
 from recon.frames import repeated
+from recon.store import ROW_GROUP_ROWS, unordered_inserts
 
 
 @dataclass
@@ -185,54 +187,82 @@ def _without_rows(parsed: ParsedStatement) -> ParsedStatement:
     return dataclasses.replace(parsed, rows=parsed.rows.clear())
 
 
-# Rows copied into DuckDB at a time when a file's rows are staged (see _stage).
-STAGE_ROWS = 256 * 1024
+# Rows of a file stored at a time: whole row groups, so that only the file's last insert leaves a part-filled
+# group for the commit's checkpoint to merge (it rewrote every group it merged).
+STORE_ROWS = 2 * ROW_GROUP_ROWS
 
 
-def _stage(con: duckdb.DuckDBPyConnection, held: list[pl.DataFrame]) -> pl.DataFrame:
-    """Copy the rows in ``held`` (taken out of it) into the temp table ``incoming``, with ``ord``, their place in
-    the file; returns what the import needs of every row, the keys that repeat within the file.
-
-    A bill of five million rows is 750 MB in polars: kept until the insert was done, it sat beside DuckDB's
-    own buffers. Staged a slice at a time, each slice of the frame is let go once DuckDB holds its copy (in
-    its memory limit, spilled to the temp dir beyond it).
-    """
-    rows = held.pop().with_row_index("ord")
-    repeats = _repeats(rows)
-    pieces = list(rows.iter_slices(STAGE_ROWS)) or [rows]
-    del rows
-    first = pieces[0].to_arrow(compat_level=pl.CompatLevel.newest())
-    con.register("incoming_first", first)
-    try:
-        con.execute("CREATE OR REPLACE TEMP TABLE incoming AS FROM incoming_first LIMIT 0")
-    finally:
-        con.unregister("incoming_first")
-    del first
-    pieces.reverse()
-    while pieces:
-        piece = pieces.pop()
-        # Handed over as Arrow string views: DuckDB copies the text from where polars holds it.
-        con.from_arrow(piece.to_arrow(compat_level=pl.CompatLevel.newest())).insert_into("incoming")
-        del piece
-    return repeats
-
-
-def _repeats(incoming: pl.DataFrame) -> pl.DataFrame:
+def _repeats(rows: pl.DataFrame) -> pl.DataFrame:
     """Keys the file holds more than once, with the first row (``ord``) and line of each: only that row is new.
 
     Kept aside as the few keys that repeat, not as a ranked copy of every row: at millions of rows a
     window over every key was the slowest step of an import, and its copy the largest.
     """
-    keys = incoming.select("natural_key", "ord", "line_no").filter(repeated(incoming["natural_key"]))
+    keys = rows.select("natural_key", "ord", "line_no").filter(repeated(rows["natural_key"]))
     return keys.sort("ord").group_by("natural_key").agg(first_ord=pl.col("ord").first(),
                                                             first_line=pl.col("line_no").first())
 
 
-def _drop_staged(con: duckdb.DuckDBPyConnection) -> None:
+def _held(con: duckdb.DuckDBPyConnection, channel_id: str, keys: pl.Series) -> pl.DataFrame:
+    """The file's keys the store already holds for the channel, with the "file:line" of the row that holds each.
+
+    Asked before the import's transaction (the writer lock keeps the store as it is): a frame registered inside
+    a transaction stays in memory until the commit.
+    """
+    [(rows,)] = con.execute("SELECT count(*) FROM channel_txn WHERE channel = ?", [channel_id]).fetchall()
+    if not rows:
+        return pl.DataFrame(schema={"natural_key": pl.String, "held_at": pl.String})
+    con.register("incoming_keys", keys.to_frame("natural_key").to_arrow(compat_level=pl.CompatLevel.newest()))
     try:
-        con.execute("DROP TABLE IF EXISTS temp.incoming")
-    except duckdb.Error:
-        pass  # a connection that broke mid-import: the error that broke it is the one to report; temp dies with it
+        return con.sql(
+            """
+            SELECT t.natural_key, any_value(m.file_name || ':' || coalesce(t.line_no::VARCHAR, '?')) AS held_at
+            FROM channel_txn t JOIN imports m USING (import_id)
+            WHERE t.channel = $channel AND t.natural_key IN (SELECT natural_key FROM incoming_keys)
+            GROUP BY t.natural_key
+            """,
+            params={"channel": channel_id},
+        ).pl()
+    finally:
+        con.unregister("incoming_keys")
+
+
+def _duplicates(rows: pl.DataFrame, held: pl.DataFrame, repeats: pl.DataFrame, name: str) -> pl.DataFrame:
+    """The file's rows that are not new, in file order: held already (by the row named), or repeating a row
+    above them in the file."""
+    if held.is_empty() and repeats.is_empty():
+        return pl.DataFrame(schema={"ord": pl.UInt32, "line_no": pl.Int64, "natural_key": pl.String,
+                                    "duplicate_of": pl.String})
+    key = pl.col("natural_key")
+    candidates = rows.select("ord", "line_no", "natural_key").filter(
+        key.is_in(held["natural_key"].implode()) | key.is_in(repeats["natural_key"].implode()))
+    found = candidates.join(held, on="natural_key", how="left").join(repeats, on="natural_key", how="left")
+    first_line = pl.col("first_line").cast(pl.String).fill_null("?")
+    return found.filter(pl.col("held_at").is_not_null() | (pl.col("ord") != pl.col("first_ord"))).select(
+        "ord", "line_no", "natural_key",
+        duplicate_of=pl.coalesce(pl.col("held_at"), pl.lit(f"{name}:") + first_line),
+    ).sort("ord")
+
+
+def _insert_new(con: duckdb.DuckDBPyConnection, piece: pl.DataFrame, duplicates: pl.DataFrame, first_id: int,
+                channel_id: str, digest: str, import_id: int) -> None:
+    """Store a piece of the file's rows that are new, each id its place in the file above ``first_id``."""
+    if not duplicates.is_empty():
+        piece = piece.filter(~pl.col("ord").is_in(duplicates["ord"].implode()))
+    if piece.is_empty():
+        return
+    stored = piece.select(
+        txn_id=pl.col("ord").cast(pl.Int64) + first_id, channel=pl.lit(channel_id), kind="kind", order_no="order_no",
+        channel_txn_id="channel_txn_id", refund_id="refund_id", amount="amount", currency="currency", fee="fee",
+        status="status", occurred_at="occurred_at", business_date="business_date", counterparty="counterparty",
+        source=pl.lit(digest), line_no="line_no", import_id=pl.lit(import_id, pl.Int64), natural_key="natural_key",
+        upstream_txn_id="upstream_txn_id",
+    )
+    # Arrow string views: DuckDB copies the text from where polars holds it, a row group per record batch.
+    table = stored.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
+    with unordered_inserts(con):  # each row's id is its own; the order rows are stored in means nothing
+        con.from_arrow(pa.Table.from_batches(table.to_batches(max_chunksize=ROW_GROUP_ROWS))).insert_into(
+            "channel_txn")
 
 
 def store_parsed(con: duckdb.DuckDBPyConnection, channel_id: str, path: Path, digest: str, stored: Path, size: int,
@@ -249,49 +279,27 @@ def _store_rows(con: duckdb.DuckDBPyConnection, channel_id: str, path: Path, dig
     period = _period(parsed, held[0])
     total = held[0].height
     # ``ord``: the row's place in the file (API records have no line number), so "first" is always defined.
-    try:
-        con.register("incoming_repeats", _stage(con, held).to_arrow(compat_level=pl.CompatLevel.newest()))
-    except BaseException:
-        _drop_staged(con)
-        raise
+    rows = held.pop().with_row_index("ord")
+    repeats = _repeats(rows)
+    duplicates = _duplicates(rows, _held(con, channel_id, rows["natural_key"]), repeats, path.name)
+    # Stored a piece at a time and each piece let go once DuckDB holds it: a bill of five million rows is
+    # 750 MB in polars, and kept whole until the insert was done it sat beside DuckDB's own buffers.
+    pieces = list(rows.iter_slices(STORE_ROWS)) or [rows]
+    del rows
+    pieces.reverse()
     con.execute("BEGIN")
     try:
         import_id = int(con.execute("SELECT nextval('import_ids')").fetchone()[0])  # type: ignore[index]
-        con.execute(
-            """
-            CREATE OR REPLACE TEMP TABLE incoming_held AS
-            SELECT t.natural_key, any_value(m.file_name || ':' || coalesce(t.line_no::VARCHAR, '?')) AS held_at
-            FROM channel_txn t JOIN imports m USING (import_id)
-            WHERE t.channel = $channel AND t.natural_key IN (SELECT natural_key FROM incoming)
-            GROUP BY t.natural_key
-            """,
-            {"channel": channel_id},
-        )
         # Ids follow the file's order above every id held. Not nextval: a sequence hands out one value at a
         # time and took half of the insert at millions of rows. The store's writer lock makes this safe.
-        con.execute(
-            """
-            INSERT INTO channel_txn
-            SELECT (SELECT coalesce(max(txn_id), 0) FROM channel_txn) + 1 + i.ord, $channel, kind, order_no,
-                   channel_txn_id, refund_id, amount, currency, fee, status, occurred_at, business_date,
-                   counterparty, $sha, line_no, $import_id, natural_key, upstream_txn_id
-            FROM incoming i LEFT JOIN incoming_repeats r USING (natural_key)
-            WHERE i.natural_key NOT IN (SELECT natural_key FROM incoming_held)
-              AND (r.first_ord IS NULL OR i.ord = r.first_ord)
-            """,
-            {"channel": channel_id, "sha": digest, "import_id": import_id},
-        )
-        con.execute(
-            """
-            INSERT INTO import_duplicates
-            SELECT $import_id, i.line_no, $channel, i.natural_key,
-                   coalesce(h.held_at, $name || ':' || coalesce(r.first_line::VARCHAR, '?'))
-            FROM incoming i LEFT JOIN incoming_held h USING (natural_key) LEFT JOIN incoming_repeats r USING (natural_key)
-            WHERE h.held_at IS NOT NULL OR (r.first_ord IS NOT NULL AND i.ord <> r.first_ord)
-            ORDER BY i.ord
-            """,
-            {"channel": channel_id, "import_id": import_id, "name": path.name},
-        )
+        [(first_id,)] = con.execute("SELECT coalesce(max(txn_id), 0) + 1 FROM channel_txn").fetchall()
+        while pieces:
+            _insert_new(con, pieces.pop(), duplicates, int(first_id), channel_id, digest, import_id)
+        if not duplicates.is_empty():
+            con.from_arrow(duplicates.select(
+                import_id=pl.lit(import_id, pl.Int64), line_no="line_no", channel=pl.lit(channel_id),
+                natural_key="natural_key", duplicate_of="duplicate_of",
+            ).to_arrow()).insert_into("import_duplicates")
         # Rows written, the imports ledger row not yet: a crash here must roll all of it back.
         crash_point("import_mid_store")
         pause_point("import_mid_store")
@@ -310,9 +318,6 @@ def _store_rows(con: duckdb.DuckDBPyConnection, channel_id: str, path: Path, dig
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    finally:
-        _drop_staged(con)
-        con.unregister("incoming_repeats")
     crash_point("import_after_commit")  # stored, but the caller has not reported it (nor moved an inbox file)
     return ImportOutcome(str(path), channel_id, digest, import_id, already_imported=False, rows_total=total,
                          rows_new=total - len(dupes), rows_duplicate=len(dupes),

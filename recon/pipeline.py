@@ -23,7 +23,7 @@ from recon.fetching import FetchOutcome
 from recon.ledger import update_from_run
 from recon.money import money_str
 from recon.shops import ShopAdapter, open_shop
-from recon.store import unordered_inserts
+from recon.store import ROW_GROUP_ROWS, unordered_inserts
 from recon.taxonomy import WAITING_CODES
 
 
@@ -80,10 +80,7 @@ def abort_stale_runs(con: duckdb.DuckDBPyConnection) -> int:
     return len(rows)
 
 
-# Rows of one DuckDB row group. Shop orders are stored in whole row groups, what is left of a batch carried into
-# the next: a batch that ends in a part-filled row group leaves it for the commit's checkpoint to merge, and the
-# checkpoint rewrote the day's orders to do so (ten million orders in 29 batches: 4.8 s at the commit, not 0.1 s).
-ROW_GROUP_ROWS = 122_880
+# Shop orders are stored in whole row groups, what is left of a batch carried into the next (see ROW_GROUP_ROWS).
 # Rows per Arrow record batch handed to DuckDB: one batch is inserted by one thread, into a row group of its own.
 INSERT_CHUNK = ROW_GROUP_ROWS
 

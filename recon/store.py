@@ -53,6 +53,12 @@ def publish_snapshot(config: Config) -> Path | None:
     return target
 
 
+# Rows of one DuckDB row group. Bulk inserts hand DuckDB whole row groups where they can: an insert that ends in a
+# part-filled group leaves it for the commit's checkpoint to merge, and the checkpoint rewrites every group it
+# merges (ten million shop orders stored in 29 batches: 4.8 s at the commit, not 0.1 s).
+ROW_GROUP_ROWS = 122_880
+
+
 @contextmanager
 def unordered_inserts(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """Inserts inside run in parallel, their rows stored in whatever order the threads finish.

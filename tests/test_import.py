@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import recon.importer
 from recon.errors import InputError
 from tests.scenario import Scenario
 
@@ -32,7 +33,11 @@ def test_same_file_twice_and_renamed_copy_are_no_ops(scenario: Scenario) -> None
     assert counts(scenario) == (1, 2, 0)
 
 
-def test_overlapping_files_keep_one_row_and_say_which(scenario: Scenario) -> None:
+@pytest.mark.parametrize("piece", [None, 1], ids=["stored whole", "stored a row at a time"])
+def test_overlapping_files_keep_one_row_and_say_which(scenario: Scenario, monkeypatch: pytest.MonkeyPatch,
+                                                      piece: int | None) -> None:
+    if piece:
+        monkeypatch.setattr(recon.importer, "STORE_ROWS", piece)
     morning = scenario.statement([{"txn": "T1", "order": "O1", "amount": "10.00"}], name="morning.csv")
     full = scenario.statement([{"txn": "T1", "order": "O1", "amount": "10.00"},
                                {"txn": "T2", "order": "O2", "amount": "20.00"},
