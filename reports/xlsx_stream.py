@@ -41,12 +41,16 @@ SLICE_ROWS = 50_000
 SHEET_COMPRESSION = 1
 # Slices built side by side: building a slice's XML is most of the work and polars runs one slice on one core.
 BUILDERS = 2
+# A slice's text column with at most a quarter as many distinct values as rows has each value's cell made once.
+FEW_VALUES_FROM = 64
 # Excel's day zero (the 1900 date system, as openpyxl writes it) and the seconds in a day.
 EXCEL_EPOCH = datetime(1899, 12, 30)
 SECONDS_PER_DAY = 86_400
 # The placeholder row's cells, in order: the styles the spliced cells reuse.
 PLACEHOLDER_STYLES = ("money_cny", "money", "time", "date", "quoted")
 ILLEGAL_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f]"  # as safe_cell._ILLEGAL
+# A text value that _text_after_ref would change or quote: an illegal control character, markup, a formula's start.
+NOT_PLAIN = ILLEGAL_CHARS[:-1] + "&<>]|^[" + "".join(rf"\x{ord(c):02x}" for c in FORMULA_TRIGGERS) + "]"
 TRUNCATED = "…[truncated]"
 # Compression of the spliced sheets: level 1 is several times faster than zlib's default for a few % more bytes.
 SPLICE_COMPRESSLEVEL = 1
@@ -130,20 +134,41 @@ def _row_xml(frame: pl.DataFrame, columns: tuple[str, ...], first: int, styles: 
              yes: str, no: str) -> pl.Expr:
     number = pl.int_range(first, first + pl.len(), dtype=pl.Int64).cast(pl.String)
     currency = pl.col("currency") if "currency" in frame.columns else pl.lit(None, pl.String)
-    cells = [_cell(frame.schema[c], c, get_column_letter(i), number, currency, styles, zone, yes, no)
-             for i, c in enumerate(columns, 1)]
+    cells = [_cell(frame.schema[c], c, get_column_letter(i), number, currency, styles, zone, yes, no,
+                   _few_values(frame, c), _plain(frame, c)) for i, c in enumerate(columns, 1)]
     return pl.concat_str([pl.lit('<row r="'), number, pl.lit('">'), *cells, pl.lit("</row>")])
 
 
+def _few_values(frame: pl.DataFrame, column: str) -> pl.Series | None:
+    """The distinct values of a text column that repeats them (a code, a channel, a status), else None."""
+    if frame.schema[column] != pl.String or frame.height < FEW_VALUES_FROM:
+        return None
+    distinct = frame[column].unique()
+    return distinct if distinct.len() * 4 <= frame.height else None
+
+
+def _plain(frame: pl.DataFrame, column: str) -> bool:
+    """True when no value of a text column needs cleaning, escaping, quoting, truncating or its spaces kept:
+    the values then go into their cells as they are (an order number, a transaction id, an address)."""
+    if frame.schema[column] != pl.String:
+        return False
+    values = frame[column].drop_nulls()
+    return not (values.str.contains(NOT_PLAIN).any() or (values.str.len_bytes() > EXCEL_CELL_LIMIT).any()
+                or values.is_in(sorted(ERROR_CODES)).any() or (values.str.strip_chars() != values).any()
+                or (values == "").any())
+
+
 def _cell(dtype: pl.DataType, column: str, letter: str, number: pl.Expr, currency: pl.Expr, styles: dict[str, str],
-          zone: str, yes: str, no: str) -> pl.Expr:
-    """One column's ``<c>`` element per row ('' for a null value)."""
+          zone: str, yes: str, no: str, few: pl.Series | None = None, plain: bool = False) -> pl.Expr:
+    """One column's ``<c>`` element per row ('' for a null value). ``few``: the column's distinct values, when
+    it has few; each value's cell is then made once and looked up for every row. ``plain``: no value of the
+    column needs cleaning (see ``_plain``)."""
     value = pl.col(column)
     ref = pl.lit(f'<c r="{letter}') + number
     if dtype.is_integer():
         body = ref + pl.lit('" t="n"><v>') + value.cast(pl.String) + pl.lit("</v></c>")
     elif isinstance(dtype, pl.Boolean):
-        return _text(pl.when(value).then(pl.lit(yes)).otherwise(pl.lit(no)), ref, styles)
+        return ref + _text_after_ref(pl.when(value).then(pl.lit(yes)).otherwise(pl.lit(no)), styles)
     elif isinstance(dtype, pl.Decimal):
         style = pl.when(currency == "CNY").then(pl.lit(styles["money_cny"])).otherwise(pl.lit(styles["money"]))
         text = value.cast(pl.String)
@@ -160,13 +185,19 @@ def _cell(dtype: pl.DataType, column: str, letter: str, number: pl.Expr, currenc
         body = ref + pl.lit(f'" s="{styles["date"]}" t="n"><v>') + days.cast(pl.String) + pl.lit("</v></c>")
     elif dtype.is_float():
         body = ref + pl.lit('" t="n"><v>') + value.cast(pl.String) + pl.lit("</v></c>")
+    elif plain:
+        body = ref + pl.lit('" t="inlineStr"><is><t>') + value + pl.lit("</t></is></c>")
+    elif few is not None:
+        made = pl.DataFrame({"value": few.drop_nulls()}).select("value", cell=_text_after_ref(pl.col("value"), styles))
+        body = ref + value.replace_strict(made["value"], made["cell"], return_dtype=pl.String)
     else:
-        return _text(value.cast(pl.String), ref, styles)
+        body = ref + _text_after_ref(value.cast(pl.String), styles)
     return pl.when(value.is_null()).then(pl.lit("")).otherwise(body)
 
 
-def _text(value: pl.Expr, ref: pl.Expr, styles: dict[str, str]) -> pl.Expr:
-    """A string cell, cleaned like ``safe_cell.clean_text``; formula-like text and error codes quoted."""
+def _text_after_ref(value: pl.Expr, styles: dict[str, str]) -> pl.Expr:
+    """A string cell after its reference, cleaned like ``safe_cell.clean_text``; formula-like text and error codes
+    quoted."""
     cleaned = value.str.replace_all(ILLEGAL_CHARS, "\ufffd")
     cleaned = pl.when(cleaned.str.len_chars() > EXCEL_CELL_LIMIT).then(
         cleaned.str.slice(0, EXCEL_CELL_LIMIT - len(TRUNCATED)) + pl.lit(TRUNCATED)).otherwise(cleaned)
@@ -180,6 +211,5 @@ def _text(value: pl.Expr, ref: pl.Expr, styles: dict[str, str]) -> pl.Expr:
     stripped = cleaned.str.strip_chars()
     space = pl.when((stripped != "") & (stripped != cleaned)).then(pl.lit(' xml:space="preserve"')).otherwise(
         pl.lit(""))
-    body = pl.when(cleaned == "").then(ref + attrs + pl.lit('"/>')).otherwise(
-        ref + attrs + pl.lit('"><is><t') + space + pl.lit(">") + escaped + pl.lit("</t></is></c>"))
-    return pl.when(value.is_null()).then(pl.lit("")).otherwise(body)
+    return pl.when(cleaned == "").then(attrs + pl.lit('"/>')).otherwise(
+        attrs + pl.lit('"><is><t') + space + pl.lit(">") + escaped + pl.lit("</t></is></c>"))

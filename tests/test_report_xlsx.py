@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from openpyxl import load_workbook
 from openpyxl.worksheet.worksheet import Worksheet
 
@@ -315,3 +317,27 @@ def test_exception_sheets_are_compressed_like_any_workbook(demo: ReportData, tmp
         biggest = max(sheets, key=lambda i: i.file_size)
         assert biggest.file_size > 500_000 and biggest.compress_size * 5 < biggest.file_size
     assert [r[0] for r in rows(load_workbook(path)["shop only (no channel record)"])[1:]] == list(range(2000))
+
+
+TEXTS = st.one_of(st.sampled_from(["matched", "T2026112022001", "buyer@example.com", "", " padded ", "a&b<c>",
+                                   "=1+1", "#N/A", "x\x01y", "卡密", "@SUM(1)", "-2"]), st.text(max_size=8))
+
+
+@given(st.lists(st.one_of(st.none(), TEXTS), min_size=1, max_size=150), st.booleans())
+def test_text_cells_made_once_per_value_or_as_they_are_match_the_cells_made_one_by_one(
+        values: list[str | None], repeat: bool) -> None:
+    """The workbook's shortcuts for text columns (plain values, few distinct values) write the same cells."""
+    if repeat:
+        values = (values * (200 // len(values) + 1))[:200]
+    frame = pl.DataFrame({"text": values}, schema={"text": pl.String})
+    styles = {name: str(i) for i, name in enumerate(reports.xlsx_stream.PLACEHOLDER_STYLES)}
+    number = pl.int_range(2, 2 + pl.len(), dtype=pl.Int64).cast(pl.String)
+
+    def cells(few: pl.Series | None, plain: bool) -> list[str]:
+        cell = reports.xlsx_stream._cell(pl.String(), "text", "B", number, pl.lit(None, pl.String), styles,
+                                         "Asia/Shanghai", "yes", "no", few, plain)
+        return frame.select(cell.alias("xml"))["xml"].to_list()
+
+    one_by_one = cells(None, False)
+    assert cells(reports.xlsx_stream._few_values(frame, "text"), reports.xlsx_stream._plain(frame, "text")) == one_by_one
+    assert cells(frame["text"].unique(), False) == one_by_one
