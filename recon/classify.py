@@ -36,34 +36,31 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
 # each order's money was booked, so their keys and places are joined once (a scan of every shop order
 # against every booked order number per channel cost more than the channel's own classification).
 RUN_SCOPE_SQL = (
-    """
-    CREATE OR REPLACE TEMP TABLE run_txn_places AS
-    SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key,
-           CASE WHEN min(channel) = max(channel) AND min(business_date) = max(business_date)
-                THEN min(channel) END AS booked_channel,
-           CASE WHEN min(channel) = max(channel) AND min(business_date) = max(business_date)
-                THEN min(business_date) END AS booked_date
-    FROM channel_txn WHERE order_no IS NOT NULL GROUP BY ALL
-    """,
     # Only the columns classification reads: a copy of every order's title and contact took twice the time.
     # ``booked``: the order's money is on some channel's rows; ``booked_channel``/``booked_date``: the one
-    # (channel, date) it is booked on, NULL when booked on several.
+    # (channel, date) it is booked on, NULL when booked on several. The places are joined as they are
+    # aggregated, not kept as a table of every order number of every bill held.
     """
     CREATE OR REPLACE TEMP TABLE run_orders AS
     WITH keyed AS (
         SELECT order_no, amount, currency, status, shop_status, pay_method, channel_txn_id, created_at, unit_key,
                hash(unit_key) % $parts AS part
-        FROM (SELECT *, CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key FROM shop_orders))
+        FROM (SELECT *, CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key FROM shop_orders)),
+    places AS (
+        SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key,
+               CASE WHEN min(channel) = max(channel) AND min(business_date) = max(business_date)
+                    THEN min(channel) END AS booked_channel,
+               CASE WHEN min(channel) = max(channel) AND min(business_date) = max(business_date)
+                    THEN min(business_date) END AS booked_date
+        FROM channel_txn WHERE order_no IS NOT NULL GROUP BY ALL)
     SELECT k.*, p.unit_key IS NOT NULL AS booked, p.booked_channel, p.booked_date
-    FROM keyed k LEFT JOIN run_txn_places p USING (unit_key)
+    FROM keyed k LEFT JOIN places p USING (unit_key)
     """,
-    # Of every booked key, the run needs only the few booked in several places: the rest of the table (a row per
-    # order number of every bill held) is let go, so that the channels' passes run in the memory it held.
+    # The few orders whose money is booked in several places (channels or dates).
     """
     CREATE OR REPLACE TEMP TABLE run_booked_in_several AS
-    SELECT unit_key FROM run_txn_places WHERE booked_channel IS NULL
+    SELECT unit_key FROM run_orders WHERE booked AND booked_channel IS NULL
     """,
-    "DROP TABLE run_txn_places",
 )
 # What a run's classification leaves behind: dropped once every channel is classified (see ``end_run``).
 RUN_TABLES = ("run_orders", "run_booked_in_several")
