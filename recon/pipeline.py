@@ -158,15 +158,24 @@ def _keep_first_read(con: duckdb.DuckDBPyConnection, loaded_at: datetime) -> Non
 
 
 def _whole_row_groups(batches: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]:
-    """The orders of ``batches``, in order, re-cut so that every batch but the last fills whole row groups."""
+    """The orders of ``batches``, in order, re-cut so that every batch but the last fills whole row groups.
+
+    What is left of a batch is filled up to a row group from the head of the next, and only that group is
+    copied into one piece: a batch joined whole to what was left before it was copied every time.
+    """
     carried: pl.DataFrame | None = None
     for batch in batches:
         if carried is not None:
-            batch = pl.concat([carried, batch], how="vertical_relaxed")
+            head = batch.head(ROW_GROUP_ROWS - carried.height)
+            carried = pl.concat([carried, head], how="vertical_relaxed", rechunk=True)
+            batch = batch.slice(head.height)
+            if carried.height < ROW_GROUP_ROWS:
+                continue
+            yield carried
         whole = batch.height - batch.height % ROW_GROUP_ROWS
         carried = batch.slice(whole) if whole < batch.height else None
         if whole:
-            yield batch.slice(0, whole).rechunk()  # one Arrow chunk, cut into record batches of a row group
+            yield batch.slice(0, whole).rechunk()  # one Arrow chunk (as a batch mostly is already)
     if carried is not None:
         yield carried
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from recon.config import load_config
 from recon.errors import ShopError
@@ -154,3 +156,17 @@ def test_orders_named_outside_the_window_come_from_the_same_read(scenario: Scena
     monkeypatch.setattr(export, "OUTSIDE_KEPT", 0)  # an export of the whole history: too many to keep
     list(shop.order_batches(*WINDOW))
     assert shop.orders_by_no(["OLD-1"], loaded=WINDOW)["order_no"].to_list() == ["OLD-1"] and len(reads) == 5
+
+
+@given(st.lists(st.integers(min_value=0, max_value=12), max_size=12))
+def test_batches_are_recut_into_whole_row_groups_keeping_every_order_in_order(sizes: list[int]) -> None:
+    """Every stored batch but the last fills whole row groups (of four here), and no order is lost or moved."""
+    from recon import pipeline
+
+    numbers = iter(range(1000))
+    batches = [pl.DataFrame({"order_no": [f"O{next(numbers)}" for _ in range(size)]}) for size in sizes]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "ROW_GROUP_ROWS", 4)
+        cut = list(pipeline._whole_row_groups(batches))
+    assert all(b.height % 4 == 0 and b.height for b in cut[:-1])
+    assert [n for b in cut for n in b["order_no"]] == [n for b in batches for n in b["order_no"]]
