@@ -147,16 +147,16 @@ def _trade_rows(path: Path, cells: pl.DataFrame, channel: ChannelConfig, header_
     """Canonical rows of a slice of the trade bill, with 商家实收 kept for the footer check."""
     cols = pick_columns(path, cells, TRADE_COLUMNS, ["channel_txn_id", "order_no", "business_type", "occurred_at",
                                                      "amount"], header_line)
-    check_amounts(path, cells, [cols[c] for c in ("amount", "received", "service_fee") if c in cols])
+    cells = check_amounts(path, cells, [cols[c] for c in ("amount", "received", "service_fee") if c in cols])
     frame = parse_times(path, cells, cols["occurred_at"], TIME_FORMAT, channel.zone)
     kind = text(cols["business_type"]).replace_strict(TRADE_KINDS, default="adjustment", return_dtype=pl.String)
-    magnitude = amount(cols["amount"]).abs()
+    signed = amount(cols["amount"], cleaned=True)
     frame = frame.with_columns(
         kind=kind,
-        amount=pl.when(kind == "refund").then(-magnitude).otherwise(amount(cols["amount"])),
+        amount=pl.when(kind == "refund").then(-signed.abs()).otherwise(signed),
         # 服务费 is written negative when charged; canonical fee is positive when charged.
-        fee=-amount(cols["service_fee"]) if "service_fee" in cols else pl.lit(None, MONEY),
-        received=amount(cols["received"]) if "received" in cols else pl.lit(None, MONEY),
+        fee=-amount(cols["service_fee"], cleaned=True) if "service_fee" in cols else pl.lit(None, MONEY),
+        received=amount(cols["received"], cleaned=True) if "received" in cols else pl.lit(None, MONEY),
         status=pl.lit("success"),
         currency=pl.lit(channel.currency),
         **{c: text(cols[c]) if c in cols else pl.lit(None, pl.String)
@@ -191,9 +191,10 @@ def _ledger_rows(path: Path, cells: pl.DataFrame, channel: ChannelConfig, header
     """Canonical rows of a slice of the 账务明细 bill, with income and expense kept for the footer check."""
     cols = pick_columns(path, cells, LEDGER_COLUMNS, ["ledger_id", "occurred_at", "income", "expense",
                                                       "business_type"], header_line)
-    check_amounts(path, cells, [cols["income"], cols["expense"]])
+    cells = check_amounts(path, cells, [cols["income"], cols["expense"]])
     frame = parse_times(path, cells, cols["occurred_at"], TIME_FORMAT, channel.zone)
-    income, expense = amount(cols["income"]).fill_null(0), amount(cols["expense"]).fill_null(0)
+    income = amount(cols["income"], cleaned=True).fill_null(0)
+    expense = amount(cols["expense"], cleaned=True).fill_null(0)
     frame = frame.with_columns(
         kind=text(cols["business_type"]).replace_strict(LEDGER_KINDS, default="adjustment", return_dtype=pl.String),
         amount=income - expense,

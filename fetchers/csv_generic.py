@@ -70,7 +70,7 @@ def _rows(path: Path, header: str, lines: pl.DataFrame, channel: ChannelConfig) 
     if missing:
         have = ", ".join(c for c in cells.columns if c != "line_no")
         raise InputError(path, f"missing column(s) {', '.join(missing)}. The header has: {have}", header_at + 1)
-    check_amounts(path, cells, [cols[c] for c in ("amount", "fee") if c in cols])
+    cells = check_amounts(path, cells, [cols[c] for c in ("amount", "fee") if c in cols])
     frame = parse_times(path, cells, cols["occurred_at"], mapping.time_format, mapping.zone or channel.zone)
     kind = (
         map_values(path, frame, cols["kind"], mapping.kind_map, CANONICAL_KINDS, "kind")
@@ -83,8 +83,9 @@ def _rows(path: Path, header: str, lines: pl.DataFrame, channel: ChannelConfig) 
     frame = frame.with_columns(
         kind=kind,
         status=status,
-        amount=amount(cols["amount"], mapping.amount_unit == "minor"),
-        fee=amount(cols["fee"], mapping.amount_unit == "minor") if "fee" in cols else pl.lit(None, MONEY),
+        amount=amount(cols["amount"], mapping.amount_unit == "minor", cleaned=True),
+        fee=amount(cols["fee"], mapping.amount_unit == "minor", cleaned=True) if "fee" in cols
+        else pl.lit(None, MONEY),
         currency=text(cols["currency"]).fill_null(channel.currency) if "currency" in cols else pl.lit(channel.currency),
         **{c: text(cols[c]) for c in ("order_no", "channel_txn_id", "refund_id", "counterparty") if c in cols},
     )

@@ -73,14 +73,14 @@ def parse_balance_report(path: Path, raw: bytes, channel: ChannelConfig) -> Pars
     cols = pick_columns(path, cells, columns(key), REQUIRED, 1)
     money = [cols[c] for c in ("gross", "fee") if c in cols]
     _refuse_decimal_comma(path, cells, money)
-    check_amounts(path, cells, money)
+    cells = check_amounts(path, cells, money)
     frame = parse_times(path, cells, cols["created"], TIME_FORMAT, TIME_ZONE)
     category = text(cols["reporting_category"]).str.to_lowercase()
     ids = [text(cols[c]) for c in ("payment_intent_id", "charge_id", "source_id") if c in cols]
     frame = frame.with_columns(
         kind=kind_of_category(category),
-        amount=amount(cols["gross"]),
-        fee=amount(cols["fee"]) if "fee" in cols else pl.lit(None, MONEY),
+        amount=amount(cols["gross"], cleaned=True),
+        fee=amount(cols["fee"], cleaned=True) if "fee" in cols else pl.lit(None, MONEY),
         currency=(text(cols["currency"]).str.to_uppercase() if "currency" in cols else pl.lit(None, pl.String))
         .fill_null(channel.currency),
         status=pl.lit("success"),

@@ -239,27 +239,33 @@ def text(col: str) -> pl.Expr:
     return pl.when(value == "").then(None).otherwise(value)
 
 
-def check_amounts(path: Path, cells: pl.DataFrame, columns: Iterable[str]) -> None:
+def check_amounts(path: Path, cells: pl.DataFrame, columns: Iterable[str]) -> pl.DataFrame:
     """Reject the file at the first cell that is not an exact decimal amount (the first column named, then the
-    first line). Every column is checked in one pass, side by side; the bad cell is looked up only then."""
-    wrong = {col: pl.col(col).is_not_null() & (_cleaned(col) != "") & ~_cleaned(col).str.contains(_AMOUNT)
+    first line); else ``cells`` with those columns cleaned of padding, currency signs and separators, for
+    ``amount(..., cleaned=True)``. Every column is cleaned once and checked in one pass, side by side; the bad
+    cell (as the file has it) is looked up only then."""
+    columns = list(columns)
+    if not columns:
+        return cells
+    clean = cells.with_columns([_cleaned(col).alias(col) for col in columns])
+    wrong = {col: pl.col(col).is_not_null() & (pl.col(col) != "") & ~pl.col(col).str.contains(_AMOUNT)
              for col in columns}
-    if not wrong:
-        return
-    flagged = cells.select([bad.any().alias(col) for col, bad in wrong.items()]).row(0)
+    flagged = clean.select([bad.any().alias(col) for col, bad in wrong.items()]).row(0)
     for col, any_bad in zip(wrong, flagged, strict=True):
         if any_bad:
-            bad = cells.filter(wrong[col])
+            bad = cells.filter(clean.select(wrong[col]).to_series())
             raise InputError(path, f"{col}: {bad[col][0]!r} is not an amount", int(bad["line_no"][0]))
+    return clean
 
 
 def _cleaned(col: str) -> pl.Expr:
     return pl.col(col).str.strip_chars(_CELL_PADDING).str.replace_all(_AMOUNT_NOISE, "")
 
 
-def amount(col: str, minor_units: bool = False) -> pl.Expr:
-    """An amount cell as an exact DECIMAL(20,6); call ``check_amounts`` first."""
-    cleaned = _cleaned(col).str.strip_prefix("+")
+def amount(col: str, minor_units: bool = False, cleaned: bool = False) -> pl.Expr:
+    """An amount cell as an exact DECIMAL(20,6); call ``check_amounts`` first (``cleaned``: on the frame it
+    returned, whose amount cells need no cleaning again)."""
+    cleaned = (pl.col(col) if cleaned else _cleaned(col)).str.strip_prefix("+")
     value = pl.when(cleaned == "").then(None).otherwise(cleaned).cast(MONEY)
     return value / 100 if minor_units else value
 

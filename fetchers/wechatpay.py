@@ -100,7 +100,7 @@ def _rows(path: Path, header: str, lines: pl.DataFrame, channel: ChannelConfig) 
     """Canonical rows of a slice, with the 商户号 and the summed columns kept for the checks over the bill."""
     cells = split_backtick(path, header, lines)
     cols = pick_columns(path, cells, COLUMNS, ["occurred_at", "channel_txn_id", "order_no", "trade_state", "paid"], 1)
-    check_amounts(path, cells, [cols[c] for c in ("paid", "refund_amount", "fee") if c in cols])
+    cells = check_amounts(path, cells, [cols[c] for c in ("paid", "refund_amount", "fee") if c in cols])
     is_refund = text(cols["trade_state"]) == "REFUND"
     if "refunded_at" in cols:
         cells = cells.with_columns(
@@ -110,20 +110,21 @@ def _rows(path: Path, header: str, lines: pl.DataFrame, channel: ChannelConfig) 
     frame = parse_times(path, cells, cols["occurred_at"], TIME_FORMAT, channel.zone)
     refund_state = text(cols["refund_state"]) if "refund_state" in cols else pl.lit("SUCCESS")
     refund_id = text(cols["refund_id"]) if "refund_id" in cols else pl.lit(None, pl.String)
-    refunded = amount(cols["refund_amount"]) if "refund_amount" in cols else pl.lit(None, MONEY)
+    refunded = amount(cols["refund_amount"], cleaned=True) if "refund_amount" in cols else pl.lit(None, MONEY)
     frame = frame.with_columns(
         kind=pl.when(is_refund).then(pl.lit("refund")).otherwise(pl.lit("payment")),
-        amount=pl.when(is_refund).then(-refunded.abs()).otherwise(amount(cols["paid"])),
+        amount=pl.when(is_refund).then(-refunded.abs()).otherwise(amount(cols["paid"], cleaned=True)),
         status=pl.when(is_refund)
         .then(refund_state.replace_strict(REFUND_STATES, default="pending", return_dtype=pl.String))
         .otherwise(text(cols["trade_state"]).replace_strict(PAYMENT_STATES, default="failed", return_dtype=pl.String)),
         refund_id=pl.when(is_refund & (refund_id != NO_REFUND_ID)).then(refund_id),
-        fee=amount(cols["fee"]) if "fee" in cols else pl.lit(None, MONEY),
+        fee=amount(cols["fee"], cleaned=True) if "fee" in cols else pl.lit(None, MONEY),
         currency=text(cols["currency"]).fill_null(channel.currency) if "currency" in cols else pl.lit(channel.currency),
         **{c: text(cols[c]) for c in ("order_no", "channel_txn_id", "counterparty") if c in cols},
     )
     extra = [text(cols["merchant_id"]).alias(MERCHANT)] if "merchant_id" in cols else []
-    extra += [amount(cols[detail]).alias(TOTAL_PREFIX + detail) for detail in set(TOTALS.values()) if detail in cols]
+    extra += [amount(cols[detail], cleaned=True).alias(TOTAL_PREFIX + detail) for detail in set(TOTALS.values())
+              if detail in cols]
     rows = canonical(frame).with_columns(natural_key=natural_key(["kind", "channel_txn_id", "refund_id"]))
     return rows.with_columns(frame.select(extra)) if extra else rows
 
