@@ -1,4 +1,5 @@
-"""Column helpers shared by the import and the shop load: repeated keys, wall-clock times as instants."""
+"""Frame helpers shared by the import and the shop load: repeated keys, wall-clock times as instants, bulk
+inserts."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import functools
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import duckdb
 import polars as pl
+import pyarrow as pa  # type: ignore[import-untyped]
+
+from recon.store import ROW_GROUP_ROWS, unordered_inserts
 
 
 def repeated(keys: pl.Series) -> pl.Series:
@@ -63,3 +68,17 @@ def _fixed_offset(zone: str, first: datetime, last: datetime) -> timedelta | Non
             return None
         moment += _SAMPLE_STEP
     return offset
+
+
+def insert_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    """Append ``frame`` (the table's columns, in its order) to ``table``, in no particular row order.
+
+    Handed over as Arrow string views, so DuckDB reads the text where polars holds it, in record batches of
+    one row group each, which DuckDB's threads store side by side, each into a group of its own (see
+    ROW_GROUP_ROWS: a frame of whole row groups leaves the commit's checkpoint nothing to merge). Through a
+    relation, not a registered view: a view registered inside a transaction is kept, with the frame it names,
+    until the commit.
+    """
+    arrow = frame.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
+    with unordered_inserts(con):
+        con.from_arrow(pa.Table.from_batches(arrow.to_batches(max_chunksize=ROW_GROUP_ROWS))).insert_into(table)

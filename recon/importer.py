@@ -14,7 +14,6 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
-import pyarrow as pa  # type: ignore[import-untyped]
 
 from fetchers import PARSERS, ParsedStatement
 from fetchers.chunks import SLICED_KINDS
@@ -22,8 +21,8 @@ from fetchers.tabular import SPAN_BYTES, release
 from recon.config import ChannelConfig, Config
 from recon.errors import InputError
 from recon.faults import crash_point, pause_point
-from recon.frames import repeated
-from recon.store import ROW_GROUP_ROWS, unordered_inserts
+from recon.frames import insert_frame, repeated
+from recon.store import ROW_GROUP_ROWS
 
 
 @dataclass
@@ -258,11 +257,7 @@ def _insert_new(con: duckdb.DuckDBPyConnection, piece: pl.DataFrame, duplicates:
         source=pl.lit(digest), line_no="line_no", import_id=pl.lit(import_id, pl.Int64), natural_key="natural_key",
         upstream_txn_id="upstream_txn_id",
     )
-    # Arrow string views: DuckDB copies the text from where polars holds it, a row group per record batch.
-    table = stored.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
-    with unordered_inserts(con):  # each row's id is its own; the order rows are stored in means nothing
-        con.from_arrow(pa.Table.from_batches(table.to_batches(max_chunksize=ROW_GROUP_ROWS))).insert_into(
-            "channel_txn")
+    insert_frame(con, "channel_txn", stored)  # each row's id is its own; the order rows are stored in means nothing
 
 
 def store_parsed(con: duckdb.DuckDBPyConnection, channel_id: str, path: Path, digest: str, stored: Path, size: int,

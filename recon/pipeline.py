@@ -12,18 +12,17 @@ from typing import Any
 
 import duckdb
 import polars as pl
-import pyarrow as pa  # type: ignore[import-untyped]
 
 from recon.classify import classify, day_bounds, end_run, prepare, prepare_run
 from recon.config import ChannelConfig, Config
 from recon.errors import Interrupted, ReconError
 from recon.faults import pause_point
-from recon.frames import repeated
+from recon.frames import insert_frame, repeated
 from recon.fetching import FetchOutcome
 from recon.ledger import update_from_run
 from recon.money import money_str
 from recon.shops import ShopAdapter, open_shop
-from recon.store import ROW_GROUP_ROWS, unordered_inserts
+from recon.store import ROW_GROUP_ROWS
 from recon.taxonomy import WAITING_CODES
 
 
@@ -78,11 +77,6 @@ def abort_stale_runs(con: duckdb.DuckDBPyConnection) -> int:
         "WHERE status = 'running' RETURNING run_id"
     ).fetchall()
     return len(rows)
-
-
-# Shop orders are stored in whole row groups, what is left of a batch carried into the next (see ROW_GROUP_ROWS).
-# Rows per Arrow record batch handed to DuckDB: one batch is inserted by one thread, into a row group of its own.
-INSERT_CHUNK = ROW_GROUP_ROWS
 
 
 def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels: list[ChannelConfig],
@@ -182,11 +176,7 @@ def _whole_row_groups(batches: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]
 
 def _append_orders(con: duckdb.DuckDBPyConnection, orders: pl.DataFrame, loaded_at: datetime) -> pl.Series:
     """Append a batch of orders read at ``loaded_at``; within the batch an order keeps its first row. Returns
-    the 64-bit hashes of the order numbers stored.
-
-    Through a relation, not a registered view: a view registered inside the run's transaction is kept,
-    with the batch it names, until the commit, so every batch of the day would stay in memory.
-    """
+    the 64-bit hashes of the order numbers stored."""
     if orders.is_empty():
         return pl.Series(dtype=pl.UInt64)
     columns = [d[0] for d in con.execute("SELECT * FROM shop_orders LIMIT 0").description]
@@ -195,11 +185,7 @@ def _append_orders(con: duckdb.DuckDBPyConnection, orders: pl.DataFrame, loaded_
         orders = orders.unique(subset="order_no", keep="first", maintain_order=True)
     batch = orders.with_columns(loaded_at=pl.lit(loaded_at))
     batch = batch.select([pl.col(c) if c in batch.columns else pl.lit(None, pl.String).alias(c) for c in columns])
-    # Arrow string views: DuckDB reads the orders' text where polars holds it, without a copy; in record
-    # batches of INSERT_CHUNK rows, which DuckDB's threads insert side by side.
-    table = batch.to_arrow(compat_level=pl.CompatLevel.newest())
-    with unordered_inserts(con):  # the batch is appended after the ones before it all the same
-        con.from_arrow(pa.Table.from_batches(table.to_batches(max_chunksize=INSERT_CHUNK))).insert_into("shop_orders")
+    insert_frame(con, "shop_orders", batch)  # the batch is appended after the ones before it all the same
     return orders["order_no"].hash()
 
 
