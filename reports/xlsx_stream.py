@@ -134,8 +134,9 @@ def _row_xml(frame: pl.DataFrame, columns: tuple[str, ...], first: int, styles: 
              yes: str, no: str) -> pl.Expr:
     number = pl.int_range(first, first + pl.len(), dtype=pl.Int64).cast(pl.String)
     currency = pl.col("currency") if "currency" in frame.columns else pl.lit(None, pl.String)
+    plain = {c: _plain(frame, c) for c in columns}  # a plain column's values go in as they are: none looked up
     cells = [_cell(frame.schema[c], c, get_column_letter(i), number, currency, styles, zone, yes, no,
-                   _few_values(frame, c), _plain(frame, c)) for i, c in enumerate(columns, 1)]
+                   None if plain[c] else _few_values(frame, c), plain[c]) for i, c in enumerate(columns, 1)]
     return pl.concat_str([pl.lit('<row r="'), number, pl.lit('">'), *cells, pl.lit("</row>")])
 
 
