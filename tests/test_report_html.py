@@ -247,7 +247,11 @@ def test_hostile_text_renders_as_text(driver: webdriver.Chrome, hostile_page: Pa
         for key in ("buyer_contact", "goods_title"):
             assert text in [r["cells"][columns.index(key)] for r in rows(driver, "exceptions")]
     visible = driver.find_element(By.ID, "exceptions").text
-    assert "<script>alert(1)</script>" in visible and "{{7*7}}" in visible and "49" not in visible
+    assert "<script>alert(1)</script>" in visible and "{{7*7}}" in visible
+    # {{7*7}} is never worked out: no cell shows 49, times aside (they come from the clock: 12:32:49 is no sign)
+    clock = {"created_at", "occurred_at", "first_seen"}
+    assert not [cell for r in rows(driver, "exceptions") for key, cell in zip(columns, r["cells"], strict=True)
+                if key not in clock and "49" in cell]
     # the filter treats typed markup as text, too
     tools(driver, "exceptions", ".filter").send_keys("<img")
     assert len(visible_rows(driver, "exceptions")) == 2  # the channel's row and the shop's order
