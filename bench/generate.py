@@ -10,12 +10,12 @@ summary block) and a generic CSV. Vectorised with polars: generating 1 M orders 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
 
-DAY = "2026-11-20"
-NEXT_DAY = "2026-11-21"
+DAY = "2026-11-20"  # the first business day generated; day k of a run of days is DAY + k
 # share of orders seeded with each difference (the rest match)
 SEEDED = {"missing_callback": 0.02, "shop_only": 0.01, "amount_mismatch": 0.01, "channel_only": 0.01}
 # channel id → (dujiaoka pay_id, share of the orders); shares add up to 1
@@ -42,12 +42,15 @@ class Day:
     statements: dict[str, Path]  # channel id → statement file
     expected: dict[str, int]
     orders: int  # rows in the shop export
+    business_date: date
 
 
-def generate(folder: Path, n: int, seed: int = 7) -> Day:
-    """Write ``n`` orders: the shop's bulk export and one statement per channel."""
+def generate(folder: Path, n: int, seed: int = 7, day_index: int = 0) -> Day:
+    """Write ``n`` orders of business day ``DAY + day_index``: the shop's bulk export and one statement per
+    channel. Days of one seed have order numbers and transaction ids of their own (day k numbers from k * n)."""
     folder.mkdir(parents=True, exist_ok=True)
-    frame = _orders(n, seed)
+    day = date.fromisoformat(DAY) + timedelta(days=day_index)
+    frame = _orders(n, seed, day, day_index * n)
     shop = frame.filter(pl.col("code") != "channel_only")
     shop_export = folder / "orders_export.csv"
     _export(shop).write_csv(shop_export, null_value=NULL)
@@ -55,20 +58,21 @@ def generate(folder: Path, n: int, seed: int = 7) -> Day:
     paid = frame.filter(pl.col("code") != "shop_only")
     for channel, (pay_id, _) in CHANNELS.items():
         rows = paid.filter(pl.col("pay_id") == pay_id)
-        statements[channel] = {"alipay": _alipay, "wechat": _wechat, "pay": _generic}[channel](folder, rows)
+        statements[channel] = {"alipay": _alipay, "wechat": _wechat, "pay": _generic}[channel](folder, rows, day)
     expected = {k: int(v) for k, v in frame["code"].value_counts().iter_rows()}
-    return Day(shop_export, statements, expected, shop.height)
+    return Day(shop_export, statements, expected, shop.height, day)
 
 
-def _orders(n: int, seed: int) -> pl.DataFrame:
-    """One row per order with its seeded code, pay_id, price and the amount the channel reports."""
-    idx = pl.int_range(0, n, eager=True).alias("i")
+def _orders(n: int, seed: int, day: date, first: int) -> pl.DataFrame:
+    """One row per order with its seeded code, pay_id, price and the amount the channel reports; ``i``, the
+    order's number, runs from ``first``."""
+    idx = pl.int_range(first, first + n, eager=True).alias("i")
     frame = pl.DataFrame(idx).with_columns(
         u=pl.col("i").hash(seed) % 10_000 / 10_000,
         v=pl.col("i").hash(seed + 2) % 10_000 / 10_000,
         order_sn=pl.format("B{}", pl.col("i").cast(pl.String).str.zfill(15)),
         cents=(pl.col("i").hash(seed + 1) % 50_000 + 100),
-        second=(pl.col("i") * 79_000 // max(n, 1)),
+        second=((pl.col("i") - first) * 79_000 // max(n, 1)),
     )
     edges, code = 0.0, pl.lit("matched")
     for name, share in SEEDED.items():
@@ -82,7 +86,7 @@ def _orders(n: int, seed: int) -> pl.DataFrame:
     return frame.with_columns(code=code, pay_id=pay_id).with_columns(
         price=_yuan(pl.col("cents")),
         paid=_yuan(paid),
-        created=pl.lit(f"{DAY} 00:00:00").str.strptime(pl.Datetime("us")) + pl.duration(seconds=pl.col("second")),
+        created=pl.lit(f"{day} 00:00:00").str.strptime(pl.Datetime("us")) + pl.duration(seconds=pl.col("second")),
         trade_no=pl.format("4200{}", pl.col("i").cast(pl.String).str.zfill(24)),
         channel_order=pl.when(pl.col("code") == "channel_only").then(pl.format("X{}", pl.col("i")))
         .otherwise("order_sn"),
@@ -108,7 +112,7 @@ def _export(shop: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _alipay(folder: Path, rows: pl.DataFrame) -> Path:
+def _alipay(folder: Path, rows: pl.DataFrame, day: date) -> Path:
     """An Alipay 业务明细 bill: GBK, '#' preamble and footer, TAB-padded ID cells, totals that add up."""
     body = rows.select(pl.concat_str([
         pl.col("trade_no") + "\t", pl.col("channel_order") + "\t", pl.lit("交易\t"), pl.lit("卡密"),
@@ -119,25 +123,24 @@ def _alipay(folder: Path, rows: pl.DataFrame) -> Path:
     total = rows.select(pl.col("paid").cast(pl.Decimal(20, 2)).sum()).item()
     text = "\n".join([
         "#支付宝业务明细查询", f"#账号：[{ALIPAY_ACCOUNT}]",
-        f"#起始日期：[{_cn(DAY)} 00:00:00]   终止日期：[{_cn(NEXT_DAY)} 00:00:00]",
+        f"#起始日期：[{_cn(day)} 00:00:00]   终止日期：[{_cn(day + timedelta(days=1))} 00:00:00]",
         "#-----------------------------------------业务明细列表----------------------------------------",
         ALIPAY_HEADER, *([body.str.join("\n").item()] if rows.height else []),
         "#-----------------------------------------业务明细列表结束------------------------------------",
         f"#交易合计：{rows.height}笔，商家实收共{total or 0:.2f}元，商家优惠共0.00元",
         "#退款合计：0笔，商家实收退款共0.00元，商家优惠退款共0.00元",
-        f"#导出时间：[{_cn(NEXT_DAY)} 05:46:49]", "",
+        f"#导出时间：[{_cn(day + timedelta(days=1))} 05:46:49]", "",
     ])
-    path = folder / f"{ALIPAY_ACCOUNT}_{DAY.replace('-', '')}_业务明细.csv"
+    path = folder / f"{ALIPAY_ACCOUNT}_{day:%Y%m%d}_业务明细.csv"
     path.write_bytes(text.encode("gbk"))
     return path
 
 
-def _cn(day: str) -> str:
-    y, m, d = day.split("-")
-    return f"{y}年{m}月{d}日"
+def _cn(day: date) -> str:
+    return f"{day.year}年{day.month:02d}月{day.day:02d}日"
 
 
-def _wechat(folder: Path, rows: pl.DataFrame) -> Path:
+def _wechat(folder: Path, rows: pl.DataFrame, day: date) -> Path:
     """A WeChat Pay v3 ALL trade bill: UTF-8 with BOM, CRLF, every cell led by a backtick, a summary block."""
     cells = [pl.col("paid_time"), pl.lit("wx81be3101902f7cb2"), pl.lit(WECHAT_MCHID), pl.lit("0"), pl.lit(""),
              pl.col("trade_no"), pl.col("channel_order"), pl.lit("ofyak5qR_1wYsC99CsWA6R9MJazA"), pl.lit("NATIVE"),
@@ -151,12 +154,12 @@ def _wechat(folder: Path, rows: pl.DataFrame) -> Path:
         "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额",
         f"`{rows.height},`{total:.2f},`0.00,`0.00,`0.00000,`{total:.2f},`0.00", "",
     ])
-    path = folder / f"wechat_tradebill_ALL_{DAY}.csv"
+    path = folder / f"wechat_tradebill_ALL_{day}.csv"
     path.write_bytes(text.encode("utf-8"))
     return path
 
 
-def _generic(folder: Path, rows: pl.DataFrame) -> Path:
+def _generic(folder: Path, rows: pl.DataFrame, day: date) -> Path:
     """A plain CSV statement described by a [channels.mapping] table."""
     path = folder / "statement.csv"
     rows.select(txn="trade_no", order="channel_order", time="paid_time", amount="paid").write_csv(path)

@@ -73,8 +73,8 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def write_config(folder: Path, shop: str) -> Path:
-    path = folder / "recon.toml"
+def write_config(folder: Path, shop: str, name: str = "recon.toml") -> Path:
+    path = folder / name
     pay_ids = {channel: pay_id for channel, (pay_id, _) in CHANNELS.items()}
     path.write_text(CONFIG.format(memory_limit=STORE_MEMORY_LIMIT, shop=shop, **pay_ids), encoding="utf-8")
     return path
@@ -116,7 +116,7 @@ def recon_end_to_end(day: Day, config_path: Path) -> dict[str, Any]:
     import_all()
     times["import"] = time.perf_counter() - start
     start = time.perf_counter()
-    summary, _ = reconcile(config, date.fromisoformat(DAY), None, "bench", fetch=False)
+    summary, _ = reconcile(config, day.business_date, None, "bench", fetch=False)
     times["reconcile"] = time.perf_counter() - start
     with duckdb.connect(str(config.store_path), read_only=True) as con:
         [(run_seconds,)] = con.execute("SELECT epoch(finished_at - started_at) FROM runs WHERE run_id = ?",
@@ -145,3 +145,31 @@ def shop_into_store(config_path: Path) -> dict[str, Any]:
         rows = load_shop_orders(con, open_shop(config), list(config.channels), date.fromisoformat(DAY))
         seconds = time.perf_counter() - start
     return {"seconds": seconds, "rows": rows, "rss": peak_rss_mib()}
+
+
+def day_after_day(days: list[Day], configs: list[Path]) -> dict[str, Any]:
+    """Each day's statements imported and the day reconciled, one day after the other, into one store (the
+    configs differ only in the day's shop export): what the nightly job costs as the store's history grows."""
+    from jobs.reconcile import reconcile
+    from recon.config import load_config
+    from recon.importer import import_file
+    from recon.lock import store_lock
+    from recon.store import open_store
+
+    per_day = []
+    for day, config_path in zip(days, configs, strict=True):
+        config = load_config(config_path)
+        start = time.perf_counter()
+        with store_lock(config.store_path), open_store(config, write=True) as con:
+            for channel, path in day.statements.items():
+                import_file(con, config, channel, path)
+        imported = time.perf_counter() - start
+        start = time.perf_counter()
+        summary, _ = reconcile(config, day.business_date, None, "bench", fetch=False)
+        reconciled = time.perf_counter() - start
+        with duckdb.connect(str(config.store_path), read_only=True) as con:
+            [(run_seconds,)] = con.execute("SELECT epoch(finished_at - started_at) FROM runs WHERE run_id = ?",
+                                           [summary.run_id]).fetchall()
+        per_day.append({"date": day.business_date.isoformat(), "import": imported, "run": float(run_seconds),
+                        "report": reconciled - float(run_seconds), "counts": dict(summary.counts), "expected": day.expected})
+    return {"days": per_day, "rss": peak_rss_mib()}

@@ -3,6 +3,8 @@
 For each N: generates a business day (bench/generate.py), runs the bare DuckDB baseline and recon end to
 end (import of every statement, shop load, classification, ledger, exception workbook), re-imports the
 same files, and checks recon's counts against the seeded differences and the baseline's. With
+``--days K`` K consecutive days are also reconciled one after the other into one store, each day's import
+and run timed (a run must not cost more as the store's history grows). With
 ``--mariadb DSN`` the same orders are also loaded into dujiaoka's table there and read into a store
 through the ``dujiaoka`` shop kind. Every phase runs in its own child process, so the peak RSS printed
 is that phase's. Exit 1 when counts disagree.
@@ -33,12 +35,25 @@ def in_child(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
         return pool.apply(fn, args)
 
 
-def _generate(folder: Path, n: int) -> dict[str, Any]:
-    day = generate(folder, n)
+def _generate(folder: Path, n: int, day_index: int = 0) -> dict[str, Any]:
+    day = generate(folder, n, day_index=day_index)
     return {"day": day}
 
 
-def bench_one(n: int, folder: Path, mariadb: str | None) -> dict[str, Any]:
+def bench_days(n: int, folder: Path, first: Any, count: int) -> dict[str, Any]:
+    """``count`` business days of ``n`` orders (the first already generated) reconciled one after the other
+    into one store of their own."""
+    history = folder / "days"
+    history.mkdir(exist_ok=True)
+    for old in history.glob("recon.duckdb*"):
+        old.unlink()
+    days = [first] + [in_child(_generate, folder / f"day{k}", n, k)["day"] for k in range(1, count)]
+    configs = [phases.write_config(history, f'kind = "export"\npath = "{day.shop_export.resolve()}"',
+                                   name=f"recon-{day.business_date}.toml") for day in days]
+    return in_child(phases.day_after_day, days, configs)
+
+
+def bench_one(n: int, folder: Path, mariadb: str | None, days: int = 1) -> dict[str, Any]:
     """All phases at ``n`` orders in ``folder``; a row of the scaling table."""
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("recon.duckdb*"):
@@ -60,6 +75,8 @@ def bench_one(n: int, folder: Path, mariadb: str | None) -> dict[str, Any]:
             old.unlink()
         db_config = phases.write_config(db_folder, f'kind = "dujiaoka"\ndsn = "{mariadb}"')
         row["mariadb"] = {"loaded": loaded, **in_child(phases.shop_into_store, db_config)}
+    if days > 1:
+        row["days"] = bench_days(n, folder, day, days)
     return row
 
 
@@ -78,6 +95,13 @@ def report(row: dict[str, Any]) -> bool:
               f"(table holds {m['loaded']:,}), peak RSS {m['rss']:.0f} MiB")
     got, expected, bare = row["recon"]["counts"], row["expected"], base["counts"]
     ok = got == expected == bare
+    if "days" in row:
+        print(f"day after day into one store (peak RSS {row['days']['rss']:.0f} MiB):")
+        for day in row["days"]["days"]:
+            agree = day["counts"] == day["expected"]
+            ok = ok and agree
+            print(f"  {day['date']}: import {day['import']:.2f} s, run {day['run']:.2f} s, report {day['report']:.2f} s"
+                  f"{'' if agree else ' MISMATCH ' + str(day['counts'])}")
     print(f"counts recon {dict(sorted(got.items()))}\n       seeded {dict(sorted(expected.items()))}\n"
           f"     baseline {dict(sorted(bare.items()))}\n{'OK' if ok else 'MISMATCH'}")
     return ok
@@ -100,6 +124,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orders", type=int, nargs="+", default=[100_000])
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--days", type=int, default=1,
+                        help="also reconcile this many consecutive days into one store, a day at a time, and print "
+                             "each day's import and run time (the cost of a growing history)")
     parser.add_argument("--mariadb", nargs="?", const=DEFAULT_MARIADB, default=None, metavar="DSN",
                         help=f"also load the orders into MariaDB/MySQL and time reading them (default {DEFAULT_MARIADB})")
     args = parser.parse_args()
@@ -107,7 +134,7 @@ def main() -> int:
     print(f"work folder {root}")
     rows, ok = [], True
     for n in args.orders:
-        row = bench_one(n, root / f"n{n}", args.mariadb)
+        row = bench_one(n, root / f"n{n}", args.mariadb, args.days)
         ok = report(row) and ok
         rows.append(row)
     table(rows)

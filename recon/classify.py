@@ -37,22 +37,38 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
 # against every booked order number per channel cost more than the channel's own classification).
 RUN_SCOPE_SQL = (
     # Only the columns classification reads: a copy of every order's title and contact took twice the time.
+    # The orders are those a run of this date can be asked about, not every order the store has kept: the ones
+    # read by this run, those created in the shop window (read earlier, absent now: an export that no longer
+    # holds them) and those the date's channel rows or the ledger name. Their places are looked up among the
+    # channel rows naming them. So a run costs what its day holds, however many days the store holds.
     # ``booked``: the order's money is on some channel's rows; ``booked_channel``/``booked_date``: the one
     # (channel, date) it is booked on, NULL when booked on several. The places are joined as they are
     # aggregated, not kept as a table of every order number of every bill held.
     """
     CREATE OR REPLACE TEMP TABLE run_orders AS
-    WITH keyed AS (
-        SELECT order_no, amount, currency, status, shop_status, pay_method, channel_txn_id, created_at, unit_key,
-               hash(unit_key) % $parts AS part
-        FROM (SELECT *, CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key FROM shop_orders)),
+    WITH stored AS (
+        SELECT order_no, amount, currency, status, shop_status, pay_method, channel_txn_id, created_at, loaded_at,
+               CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key
+        FROM shop_orders),
+    asked AS (
+        SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key FROM channel_txn
+        WHERE order_no IS NOT NULL AND business_date = $d AND list_contains($channels, channel)
+        UNION
+        SELECT key FROM exceptions WHERE list_contains($channels, channel) AND (status = 'open' OR code = 'pending')),
+    keyed AS (
+        SELECT * EXCLUDE (loaded_at), hash(unit_key) % $parts AS part FROM stored
+        WHERE loaded_at = $at OR (created_at >= $since AND created_at < $until)
+           OR unit_key IN (SELECT unit_key FROM asked)),
     places AS (
         SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key,
                CASE WHEN min(channel) = max(channel) AND min(business_date) = max(business_date)
                     THEN min(channel) END AS booked_channel,
                CASE WHEN min(channel) = max(channel) AND min(business_date) = max(business_date)
                     THEN min(business_date) END AS booked_date
-        FROM channel_txn WHERE order_no IS NOT NULL GROUP BY ALL)
+        FROM channel_txn
+        WHERE order_no IS NOT NULL AND CASE WHEN $ci THEN upper(order_no) ELSE order_no END IN (
+            SELECT unit_key FROM keyed)
+        GROUP BY ALL)
     SELECT k.*, p.unit_key IS NOT NULL AS booked, p.booked_channel, p.booked_date
     FROM keyed k LEFT JOIN places p USING (unit_key)
     """,
@@ -80,19 +96,33 @@ def _pieces(units: int) -> int:
     return max(1, -(-units // UNITS_PER_PART))
 
 
-def prepare_run(con: duckdb.DuckDBPyConnection, case_insensitive: bool, day: date) -> int:
+def shop_window(day: date, channels: list[ChannelConfig]) -> tuple[datetime, datetime]:
+    """The shop orders a run of ``day`` reads: created from the day before the channels' business date
+    begins to the day after it ends (a payment near midnight is booked on either side of it)."""
+    bounds = [day_bounds(day, ch.zone) for ch in channels]
+    return min(b[0] for b in bounds) - timedelta(days=1), max(b[1] for b in bounds) + timedelta(days=1)
+
+
+def prepare_run(con: duckdb.DuckDBPyConnection, case_insensitive: bool, day: date, channels: list[ChannelConfig],
+                loaded_at: datetime) -> int:
     """The run's shop orders keyed as units, each with the first and last (channel, date) its money was booked on.
 
-    Call after the shop orders are loaded and before the first ``classify`` of the run; returns the number of
-    parts the run's units are cut into (see UNITS_PER_PART), which ``classify`` is given.
+    Call after the shop orders are loaded (at ``loaded_at``) and before the first ``classify`` of the run;
+    returns the number of parts the run's units are cut into (see UNITS_PER_PART), which ``classify`` is given.
     """
+    since, until = shop_window(day, channels)
+    # Transfers are matched to orders created up to a channel's match window before them.
+    since -= max((ch.amount_match_window for ch in channels if ch.amount_match_window), default=timedelta(0))
     [(units,)] = con.execute(
-        "SELECT greatest((SELECT count(*) FROM shop_orders), (SELECT count(*) FROM channel_txn WHERE business_date = ?))",
-        [day],
+        "SELECT greatest((SELECT count(*) FROM shop_orders WHERE loaded_at = ?), "
+        "(SELECT count(*) FROM channel_txn WHERE business_date = ?))",
+        [loaded_at, day],
     ).fetchall()
     parts = _pieces(int(units))
+    params = {"ci": case_insensitive, "parts": parts, "d": day, "channels": [ch.id for ch in channels],
+              "at": loaded_at, "since": since, "until": until}
     for statement in RUN_SCOPE_SQL:
-        con.execute(statement, _used({"ci": case_insensitive, "parts": parts}, statement))
+        con.execute(statement, _used(params, statement))
     return parts
 
 

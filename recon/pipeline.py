@@ -6,14 +6,14 @@ import os
 import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import duckdb
 import polars as pl
 
-from recon.classify import classify, day_bounds, end_run, prepare, prepare_run
+from recon.classify import classify, end_run, prepare, prepare_run, shop_window
 from recon.config import ChannelConfig, Config
 from recon.errors import Interrupted, ReconError
 from recon.faults import pause_point
@@ -80,17 +80,16 @@ def abort_stale_runs(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels: list[ChannelConfig],
-                     day: date) -> int:
+                     day: date, loaded_at: datetime | None = None) -> int:
     """Refresh shop_orders for the day's window, the orders the day's channel rows name and carried ones.
 
     Orders of recent ``pending`` exceptions are re-read even once closed, so a rerun of a date sees
     the carried order as the shop has it now. The window is stored a batch at a time as the shop hands
-    it over, so a day of millions of orders is never held in memory whole. Returns the orders loaded.
+    it over, so a day of millions of orders is never held in memory whole. The orders are stored as read at
+    ``loaded_at`` (now by default). Returns the orders loaded.
     """
-    bounds = [day_bounds(day, ch.zone) for ch in channels]
-    start = min(b[0] for b in bounds) - timedelta(days=1)
-    end = max(b[1] for b in bounds) + timedelta(days=1)
-    loaded_at = datetime.now(UTC)
+    start, end = shop_window(day, channels)
+    loaded_at = loaded_at or datetime.now(UTC)
     # The 64-bit hash of every order number stored: when none repeats, no order was stored twice (see below).
     stored = [_append_orders(con, batch, loaded_at) for batch in _whole_row_groups(shop.order_batches(start, end))]
     [named] = con.execute(
@@ -214,8 +213,9 @@ def run(con: duckdb.DuckDBPyConnection, config: Config, day: date, channel_ids: 
         prepare(con)
         con.execute("BEGIN")
         try:
-            load_shop_orders(con, shop, channels, day)
-            parts = prepare_run(con, shop.case_insensitive, day)
+            loaded_at = datetime.now(UTC)
+            load_shop_orders(con, shop, channels, day, loaded_at)
+            parts = prepare_run(con, shop.case_insensitive, day, channels, loaded_at)
             incomplete = []
             for ch in channels:
                 complete = channel_complete(con, ch.id, day)

@@ -9,7 +9,7 @@ WITH candidates AS (
            row_number() OVER (PARTITION BY t.txn_id ORDER BY s.created_at DESC, s.order_no) AS nth_order,
            row_number() OVER (PARTITION BY s.order_no ORDER BY t.occurred_at, t.txn_id) AS nth_transfer
     FROM channel_txn t
-    JOIN shop_orders s
+    JOIN run_orders s
       ON $match_window IS NOT NULL AND s.amount = t.amount AND s.currency = t.currency
      AND list_contains($pay_ids, s.pay_method)
      AND s.created_at <= t.occurred_at AND t.occurred_at <= s.created_at + $match_window
