@@ -35,51 +35,72 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
 # Per run, not per channel: every channel's pass reads the same shop orders and the same places where
 # each order's money was booked, so their keys and places are joined once (a scan of every shop order
 # against every booked order number per channel cost more than the channel's own classification).
-RUN_SCOPE_SQL = (
-    # Only the columns classification reads: a copy of every order's title and contact took twice the time.
-    # The orders are those a run of this date can be asked about, not every order the store has kept: the ones
-    # read by this run, those created in the shop window (read earlier, absent now: an export that no longer
-    # holds them) and those the date's channel rows or the ledger name. Their places are looked up among the
-    # channel rows naming them. So a run costs what its day holds, however many days the store holds.
-    # ``booked``: the order's money is on some channel's rows; ``booked_channel``/``booked_date``: the one
-    # (channel, date) it is booked on, NULL when booked on several. The places are joined as they are
-    # aggregated, not kept as a table of every order number of every bill held.
-    """
+#
+# The orders are those a run of this date can be asked about, not every order the store has kept: the ones read
+# by this run and those created in the shop window (read earlier, absent now: an export that no longer holds
+# them), and, of the orders read earlier still, those the date's channel rows name (``named_orders``: what the
+# load asked the shop for by number) and the pending ones carried to this date. Their places are every row of the window's
+# dates and, of the earlier dates, only the rows naming them. So a run's joins and aggregates grow with its
+# day, not with the days the store holds; only key columns of older orders and rows are scanned, and only when
+# the store holds any (``run_orders_sql``): a first day runs the plain join.
+# Only the columns classification reads: a copy of every order's title and contact took twice the time.
+ORDER_COLUMNS = ("order_no, amount, currency, status, shop_status, pay_method, channel_txn_id, created_at, "
+                 "CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key")
+RUN_ORDERS = f"""SELECT {ORDER_COLUMNS} FROM shop_orders
+    WHERE loaded_at = $at OR (created_at >= $since AND created_at < $until)"""
+EARLIER_ORDERS = f"""SELECT {ORDER_COLUMNS} FROM shop_orders
+    WHERE loaded_at <> $at AND (created_at IS NULL OR created_at < $since OR created_at >= $until)
+      AND CASE WHEN $ci THEN upper(order_no) ELSE order_no END IN (
+          SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END FROM named_orders WHERE on_rows
+          UNION ALL
+          -- the pending orders of earlier dates that classify.sql carries (its ``carried``)
+          SELECT e.key FROM exceptions e
+          WHERE list_contains($channels, e.channel) AND e.code = 'pending' AND e.business_date < $d
+            AND (e.status = 'open' OR e.id IN (
+                  SELECT v.exception_id FROM exception_events v JOIN runs r USING (run_id)
+                  WHERE v.action = 'auto_closed' AND r.business_date = $d)))"""
+BOOKED_ROWS = """SELECT channel, business_date, CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key
+    FROM channel_txn WHERE order_no IS NOT NULL AND business_date BETWEEN $first_date AND $last_date"""
+# Money is not booked before its order was made: earlier rows are passed over by date (two days' margin for
+# the zones) before their order numbers are read.
+EARLIER_BOOKED_ROWS = """SELECT channel, business_date, CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key
+    FROM channel_txn
+    WHERE order_no IS NOT NULL AND (business_date < $first_date OR business_date > $last_date)
+      AND business_date >= (SELECT min(created_at)::DATE - 2 FROM keyed)
+      AND CASE WHEN $ci THEN upper(order_no) ELSE order_no END IN (SELECT unit_key FROM keyed)"""
+# ``booked``: the order's money is on some channel's rows; ``booked_channel``/``booked_date``: the one
+# (channel, date) it is booked on, NULL when booked on several. The places are joined as they are
+# aggregated, not kept as a table of every order number of every bill held.
+RUN_ORDERS_SQL = """
     CREATE OR REPLACE TEMP TABLE run_orders AS
-    WITH stored AS (
-        SELECT order_no, amount, currency, status, shop_status, pay_method, channel_txn_id, created_at, loaded_at,
-               CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key
-        FROM shop_orders),
-    asked AS (
-        SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key FROM channel_txn
-        WHERE order_no IS NOT NULL AND business_date = $d AND list_contains($channels, channel)
-        UNION
-        SELECT key FROM exceptions WHERE list_contains($channels, channel) AND (status = 'open' OR code = 'pending')),
-    keyed AS (
-        SELECT * EXCLUDE (loaded_at), hash(unit_key) % $parts AS part FROM stored
-        WHERE loaded_at = $at OR (created_at >= $since AND created_at < $until)
-           OR unit_key IN (SELECT unit_key FROM asked)),
+    WITH keyed AS NOT MATERIALIZED (SELECT *, hash(unit_key) % $parts AS part FROM ({orders})),
     places AS (
-        SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key,
+        SELECT unit_key,
                CASE WHEN min(channel) = max(channel) AND min(business_date) = max(business_date)
                     THEN min(channel) END AS booked_channel,
                CASE WHEN min(channel) = max(channel) AND min(business_date) = max(business_date)
                     THEN min(business_date) END AS booked_date
-        FROM channel_txn
-        WHERE order_no IS NOT NULL AND CASE WHEN $ci THEN upper(order_no) ELSE order_no END IN (
-            SELECT unit_key FROM keyed)
-        GROUP BY ALL)
+        FROM ({booked_rows}) GROUP BY unit_key)
     SELECT k.*, p.unit_key IS NOT NULL AS booked, p.booked_channel, p.booked_date
     FROM keyed k LEFT JOIN places p USING (unit_key)
-    """,
-    # The few orders whose money is booked in several places (channels or dates).
-    """
+"""
+# The few orders whose money is booked in several places (channels or dates).
+BOOKED_IN_SEVERAL_SQL = """
     CREATE OR REPLACE TEMP TABLE run_booked_in_several AS
     SELECT unit_key FROM run_orders WHERE booked AND booked_channel IS NULL
-    """,
-)
+"""
+
+
+def run_orders_sql(earlier_orders: bool, earlier_rows: bool) -> str:
+    """run_orders' statement, with the branches for orders read by earlier runs and channel rows of earlier
+    dates only when the store holds any."""
+    orders = "\n    UNION ALL\n    ".join([RUN_ORDERS, *([EARLIER_ORDERS] if earlier_orders else [])])
+    rows = "\n    UNION ALL\n    ".join([BOOKED_ROWS, *([EARLIER_BOOKED_ROWS] if earlier_rows else [])])
+    return RUN_ORDERS_SQL.format(orders=orders, booked_rows=rows)
+
+
 # What a run's classification leaves behind: dropped once every channel is classified (see ``end_run``).
-RUN_TABLES = ("run_orders", "run_booked_in_several")
+RUN_TABLES = ("run_orders", "run_booked_in_several", "named_orders")
 # What one channel's pass leaves behind: dropped at its end, before the next channel's are built.
 CHANNEL_TABLES = ("amount_matches", "scope_rows", "multi_row_units")
 
@@ -107,7 +128,8 @@ def prepare_run(con: duckdb.DuckDBPyConnection, case_insensitive: bool, day: dat
                 loaded_at: datetime) -> int:
     """The run's shop orders keyed as units, each with the first and last (channel, date) its money was booked on.
 
-    Call after the shop orders are loaded (at ``loaded_at``) and before the first ``classify`` of the run;
+    Call after the shop orders are loaded (at ``loaded_at``, by ``recon.pipeline.load_shop_orders``, which
+    leaves ``named_orders`` behind) and before the first ``classify`` of the run;
     returns the number of parts the run's units are cut into (see UNITS_PER_PART), which ``classify`` is given.
     """
     since, until = shop_window(day, channels)
@@ -119,9 +141,17 @@ def prepare_run(con: duckdb.DuckDBPyConnection, case_insensitive: bool, day: dat
         [loaded_at, day],
     ).fetchall()
     parts = _pieces(int(units))
+    # Every row of the window's dates is taken whole (the run's own rows, mostly): a day either side in any zone.
+    first_date, last_date = since.date() - timedelta(days=1), until.date() + timedelta(days=1)
     params = {"ci": case_insensitive, "parts": parts, "d": day, "channels": [ch.id for ch in channels],
-              "at": loaded_at, "since": since, "until": until}
-    for statement in RUN_SCOPE_SQL:
+              "at": loaded_at, "since": since, "until": until, "first_date": first_date, "last_date": last_date}
+    [(earlier_orders, earlier_rows)] = con.execute(
+        "SELECT EXISTS (SELECT 1 FROM shop_orders WHERE loaded_at <> $at AND (created_at IS NULL "
+        "               OR created_at < $since OR created_at >= $until)), "
+        "       EXISTS (SELECT 1 FROM channel_txn WHERE business_date < $first_date OR business_date > $last_date)",
+        {k: params[k] for k in ("at", "since", "until", "first_date", "last_date")},
+    ).fetchall()
+    for statement in (run_orders_sql(bool(earlier_orders), bool(earlier_rows)), BOOKED_IN_SEVERAL_SQL):
         con.execute(statement, _used(params, statement))
     return parts
 

@@ -92,23 +92,29 @@ def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels
     loaded_at = loaded_at or datetime.now(UTC)
     # The 64-bit hash of every order number stored: when none repeats, no order was stored twice (see below).
     stored = [_append_orders(con, batch, loaded_at) for batch in _whole_row_groups(shop.order_batches(start, end))]
-    [named] = con.execute(
+    # The orders named by the date's rows and the ledger that the window did not hold: asked for by number, and
+    # kept as ``named_orders`` for the run (``on_rows``: named by the date's channel rows), whose classification
+    # takes an earlier read of one the shop no longer hands over (recon.classify).
+    con.execute(
         """
+        CREATE OR REPLACE TEMP TABLE named_orders AS
         WITH named AS (
-            SELECT order_no FROM channel_txn
+            SELECT order_no, true AS on_rows FROM channel_txn
             WHERE order_no IS NOT NULL AND business_date = $d AND list_contains($channels, channel)
             UNION ALL
-            SELECT order_no FROM exceptions
+            SELECT order_no, false FROM exceptions
             WHERE order_no IS NOT NULL AND list_contains($channels, channel)
               AND (status = 'open' OR (code = 'pending' AND business_date >= $d - INTERVAL 7 DAY))
         )
         -- Told apart only once the loaded orders are taken away: of millions of names, a few thousand are left.
-        SELECT list(DISTINCT order_no ORDER BY order_no) FROM named
+        SELECT order_no, bool_or(on_rows) AS on_rows FROM named
         WHERE CASE WHEN $ci THEN upper(order_no) ELSE order_no END NOT IN (
             SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END FROM shop_orders WHERE loaded_at = $at)
+        GROUP BY order_no
         """,
         {"d": day, "channels": [c.id for c in channels], "ci": shop.case_insensitive, "at": loaded_at},
-    ).fetchone() or [None]
+    )
+    [named] = con.execute("SELECT list(order_no ORDER BY order_no) FROM named_orders").fetchone() or [None]
     if named:
         stored.append(_append_orders(con, shop.orders_by_no(named, loaded=(start, end)), loaded_at))
     if not _distinct(stored):

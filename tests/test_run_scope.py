@@ -64,3 +64,19 @@ def test_a_transfer_after_midnight_matches_an_order_only_the_day_before_read(tmp
     assert second.counts == {"missing_callback": 1}
     [exception] = data.exceptions.iter_rows(named=True)
     assert (exception["order_no"], exception["channel_txn_id"]) == ("LATE1", "e" * 64)
+
+
+def test_a_rerun_of_a_date_leaves_out_an_order_whose_money_a_later_bill_booked(scenario: Scenario) -> None:
+    """Rows of dates far from the run's are looked at only for the run's own orders, but they are looked at: an
+    order of the day paid on a bill five days later belongs to that later date, also when the day is rerun."""
+    scenario.order("O1", "10.00", trade_no="T1")
+    assert day_with(scenario, [])["O1"]["code"] == "shop_only"
+    later = DAY + timedelta(days=5)
+    scenario.order("FILL2", "1.00", created=f"{later} 10:00:00")
+    scenario.import_(scenario.statement([
+        {"txn": "T1", "order": "O1", "amount": "10.00", "time": f"{later} 09:00:00"},
+        {"txn": "TF2", "order": "FILL2", "amount": "1.00", "time": f"{later} 10:00:30"}]))
+    assert scenario.result(scenario.run(later).run_id, "O1")["code"] == "matched"
+    rerun = scenario.run(DAY)
+    assert rerun.counts == {"matched": 1}
+    assert [r["unit_key"] for r in scenario.results(rerun.run_id)] == ["FILL"]
