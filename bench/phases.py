@@ -171,5 +171,6 @@ def day_after_day(days: list[Day], configs: list[Path]) -> dict[str, Any]:
             [(run_seconds,)] = con.execute("SELECT epoch(finished_at - started_at) FROM runs WHERE run_id = ?",
                                            [summary.run_id]).fetchall()
         per_day.append({"date": day.business_date.isoformat(), "import": imported, "run": float(run_seconds),
-                        "report": reconciled - float(run_seconds), "counts": dict(summary.counts), "expected": day.expected})
+                        "report": reconciled - float(run_seconds), "counts": dict(summary.counts),
+                        "expected": day.expected})
     return {"days": per_day, "rss": peak_rss_mib()}

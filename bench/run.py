@@ -23,7 +23,7 @@ from typing import Any
 
 import recon  # noqa: F401  first: its allocator setting reaches polars in every phase's process (recon/__init__.py)
 from bench import phases
-from bench.generate import generate
+from bench.generate import Day, generate
 
 DEFAULT_MARIADB = "mysql://root@127.0.0.1:3306/recon_bench"
 
@@ -40,7 +40,7 @@ def _generate(folder: Path, n: int, day_index: int = 0) -> dict[str, Any]:
     return {"day": day}
 
 
-def bench_days(n: int, folder: Path, first: Any, count: int) -> dict[str, Any]:
+def bench_days(n: int, folder: Path, first: Day, count: int) -> dict[str, Any]:
     """``count`` business days of ``n`` orders (the first already generated) reconciled one after the other
     into one store of their own."""
     history = folder / "days"

@@ -39,19 +39,20 @@ def prepare(con: duckdb.DuckDBPyConnection) -> None:
 # The orders are those a run of this date can be asked about, not every order the store has kept: the ones read
 # by this run and those created in the shop window (read earlier, absent now: an export that no longer holds
 # them), and, of the orders read earlier still, those the date's channel rows name (``named_orders``: what the
-# load asked the shop for by number) and the pending ones carried to this date. Their places are every row of the window's
-# dates and, of the earlier dates, only the rows naming them. So a run's joins and aggregates grow with its
-# day, not with the days the store holds; only key columns of older orders and rows are scanned, and only when
-# the store holds any (``run_orders_sql``): a first day runs the plain join.
+# load asked the shop for by number) and the pending ones carried to this date. Their places are every row of
+# the window's dates and, of the earlier dates, only the rows naming them. So a run's joins and aggregates grow
+# with its day, not with the days the store holds; only key columns of older orders and rows are scanned, and
+# only when the store holds any (``run_orders_sql``): a first day runs the plain join.
+KEY = "CASE WHEN $ci THEN upper(order_no) ELSE order_no END"  # an order number as a unit key
 # Only the columns classification reads: a copy of every order's title and contact took twice the time.
 ORDER_COLUMNS = ("order_no, amount, currency, status, shop_status, pay_method, channel_txn_id, created_at, "
-                 "CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key")
+                 f"{KEY} AS unit_key")
 RUN_ORDERS = f"""SELECT {ORDER_COLUMNS} FROM shop_orders
     WHERE loaded_at = $at OR (created_at >= $since AND created_at < $until)"""
 EARLIER_ORDERS = f"""SELECT {ORDER_COLUMNS} FROM shop_orders
     WHERE loaded_at <> $at AND (created_at IS NULL OR created_at < $since OR created_at >= $until)
-      AND CASE WHEN $ci THEN upper(order_no) ELSE order_no END IN (
-          SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END FROM named_orders WHERE on_rows
+      AND {KEY} IN (
+          SELECT {KEY} FROM named_orders WHERE on_rows
           UNION ALL
           -- the pending orders of earlier dates that classify.sql carries (its ``carried``)
           SELECT e.key FROM exceptions e
@@ -59,15 +60,15 @@ EARLIER_ORDERS = f"""SELECT {ORDER_COLUMNS} FROM shop_orders
             AND (e.status = 'open' OR e.id IN (
                   SELECT v.exception_id FROM exception_events v JOIN runs r USING (run_id)
                   WHERE v.action = 'auto_closed' AND r.business_date = $d)))"""
-BOOKED_ROWS = """SELECT channel, business_date, CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key
+BOOKED_ROWS = f"""SELECT channel, business_date, {KEY} AS unit_key
     FROM channel_txn WHERE order_no IS NOT NULL AND business_date BETWEEN $first_date AND $last_date"""
 # Money is not booked before its order was made: earlier rows are passed over by date (two days' margin for
 # the zones) before their order numbers are read.
-EARLIER_BOOKED_ROWS = """SELECT channel, business_date, CASE WHEN $ci THEN upper(order_no) ELSE order_no END AS unit_key
+EARLIER_BOOKED_ROWS = f"""SELECT channel, business_date, {KEY} AS unit_key
     FROM channel_txn
     WHERE order_no IS NOT NULL AND (business_date < $first_date OR business_date > $last_date)
       AND business_date >= (SELECT min(created_at)::DATE - 2 FROM keyed)
-      AND CASE WHEN $ci THEN upper(order_no) ELSE order_no END IN (SELECT unit_key FROM keyed)"""
+      AND {KEY} IN (SELECT unit_key FROM keyed)"""
 # ``booked``: the order's money is on some channel's rows; ``booked_channel``/``booked_date``: the one
 # (channel, date) it is booked on, NULL when booked on several. The places are joined as they are
 # aggregated, not kept as a table of every order number of every bill held.
