@@ -136,10 +136,13 @@ def prepare_run(con: duckdb.DuckDBPyConnection, case_insensitive: bool, day: dat
     since, until = shop_window(day, channels)
     # Transfers are matched to orders created up to a channel's match window before them.
     since -= max((ch.amount_match_window for ch in channels if ch.amount_match_window), default=timedelta(0))
+    # The run's orders: this read's and those of the window an earlier read left (a day's export holds only
+    # its own day, so the day before's orders are in the window too: twice the units, and twice the parts).
     [(units,)] = con.execute(
-        "SELECT greatest((SELECT count(*) FROM shop_orders WHERE loaded_at = ?), "
-        "(SELECT count(*) FROM channel_txn WHERE business_date = ?))",
-        [loaded_at, day],
+        "SELECT greatest((SELECT count(*) FROM shop_orders "
+        "                 WHERE loaded_at = $at OR (created_at >= $since AND created_at < $until)), "
+        "                (SELECT count(*) FROM channel_txn WHERE business_date = $d))",
+        {"at": loaded_at, "since": since, "until": until, "d": day},
     ).fetchall()
     parts = _pieces(int(units))
     # Every row of the window's dates is taken whole (the run's own rows, mostly): a day either side in any zone.

@@ -15,6 +15,7 @@ import duckdb
 import polars as pl
 
 from recon.errors import NotFound
+from recon.taxonomy import EXCEPTION_CODES
 
 # Both sides of every open exception, in the order the exception sheets show them.
 EXCEPTION_COLUMNS = (
@@ -30,13 +31,18 @@ SELECT e.id, e.code, e.channel, e.priority, e.order_no, e.shop_amount, e.channel
        coalesce(e.channel_amount, 0) - coalesce(e.shop_amount, 0) AS difference, e.currency,
        r.shop_status, e.channel_txn_id, r.shop_channel_txn_id, s.created_at, r.occurred_at,
        s.buyer_contact, s.title AS goods_title, e.first_seen, date_diff('day', e.business_date, $day::DATE) AS age_days,
-       e.auto_repairable, e.suggested_action, e.detail, e.status, e.business_date
+       e.auto_repairable, e.suggested_action, e.detail, e.status, e.business_date, e.key
 FROM exceptions e
-LEFT JOIN results r ON r.run_id = e.last_seen_run AND r.channel = e.channel AND r.unit_key = e.key AND r.code = e.code
+-- only the results an exception can be (a run's are nearly all matched: 10 M of them would not fit the memory limit)
+LEFT JOIN (SELECT run_id, channel, unit_key, code, shop_status, shop_channel_txn_id, occurred_at FROM results
+           WHERE list_contains($codes, code)) r
+       ON r.run_id = e.last_seen_run AND r.channel = e.channel AND r.unit_key = e.key AND r.code = e.code
 LEFT JOIN shop_orders s ON s.order_no = e.order_no
 WHERE e.status = 'open' AND list_contains($channels, e.channel) AND e.business_date <= $day
-ORDER BY e.priority, e.channel, e.code, e.key
 """
+# The order the sheets list them in (one open exception per channel, key and code). Sorted by polars once fetched:
+# DuckDB's sort of a backlog of a million wide rows ran out of its 1 GB memory limit.
+EXCEPTION_ORDER = ("priority", "channel", "code", "key")
 _TREND_SQL = """
 WITH recent AS (
     SELECT run_id, business_date FROM runs WHERE status = 'succeeded' AND run_id <= $run
@@ -132,11 +138,12 @@ def load_report(con: duckdb.DuckDBPyConnection, day: date | None, run_id: int | 
         "WHERE run_id = ? AND cur IS NOT NULL ORDER BY channel, code, cur", [rid]
     ).fetchall():
         currencies.setdefault((channel, code), []).append(currency)
-    scope = {"day": business_date, "channels": channels}
+    scope = {"day": business_date, "channels": channels, "codes": list(EXCEPTION_CODES)}
     return ReportData(
         run_id=rid, business_date=business_date, channels=channels, started_at=run[3], finished_at=run[4],
         zone=zone, counts=count_rows,
-        exceptions=con.sql(_EXCEPTIONS_SQL, params=scope).pl(), currencies=currencies,
+        exceptions=con.sql(_EXCEPTIONS_SQL, params=scope).pl().sort(EXCEPTION_ORDER).drop("key"),
+        currencies=currencies,
         results=con.sql("SELECT * EXCLUDE (txn_ids) FROM results WHERE run_id = $run ORDER BY channel, unit_key",
                         params={"run": rid}).pl() if with_results else None,
         repairs=con.sql("SELECT * FROM repairs r WHERE EXISTS (SELECT 1 FROM exceptions e WHERE e.id = r.exception_id "

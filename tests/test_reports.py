@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -62,3 +63,28 @@ def test_a_failing_writer_leaves_the_previous_report(scenario: Scenario, tmp_pat
         pass
     assert target.read_text(encoding="utf-8") == "previous"
     assert [p.name for p in folder.iterdir()] == ["report.html"]
+
+
+def test_open_exceptions_are_listed_most_urgent_first_then_by_channel_code_and_key(scenario: Scenario) -> None:
+    """The order finance reads the sheets in: priority 1 (shop only) first, then by channel, code and key, whatever
+    day each was found on (the day before's channel-only money was found first)."""
+    scenario.order("FILL", "1.00")
+    scenario.import_(scenario.statement([
+        {"txn": "TF", "order": "FILL", "amount": "1.00"},
+        {"txn": "TC2", "order": "C2", "amount": "3.00"}, {"txn": "TC1", "order": "C1", "amount": "4.00"}]))
+    scenario.run()
+    day2 = DAY + timedelta(days=1)
+    scenario.order("FILL2", "1.00", created=f"{day2} 08:00:00")
+    for sn in ("S2", "S1", "M2", "M1"):  # S: paid in the shop, on no bill; M: the bill says another amount
+        scenario.order(sn, "10.00", created=f"{day2} 08:00:00")
+    scenario.import_(scenario.statement([
+        {"txn": "TF2", "order": "FILL2", "amount": "1.00", "time": f"{day2} 09:00:00"},
+        {"txn": "TM2", "order": "M2", "amount": "12.00", "time": f"{day2} 09:00:00"},
+        {"txn": "TM1", "order": "M1", "amount": "11.00", "time": f"{day2} 09:00:00"}]))
+    run = scenario.run(day2)
+    with scenario.store(write=False) as con:
+        data = load_report(con, None, run.run_id, "Asia/Shanghai", with_results=False)
+    listed = [(r["priority"], r["code"], r["order_no"]) for r in data.exceptions.iter_rows(named=True)]
+    assert listed == [(1, "shop_only", "S1"), (1, "shop_only", "S2"), (2, "amount_mismatch", "M1"),
+                      (2, "amount_mismatch", "M2"), (3, "channel_only", "C1"), (3, "channel_only", "C2")]
+    assert "key" not in data.exceptions.columns
