@@ -47,10 +47,13 @@ KEY = "CASE WHEN $ci THEN upper(order_no) ELSE order_no END"  # an order number 
 # Only the columns classification reads: a copy of every order's title and contact took twice the time.
 ORDER_COLUMNS = ("order_no, amount, currency, status, shop_status, pay_method, channel_txn_id, created_at, "
                  f"{KEY} AS unit_key")
-RUN_ORDERS = f"""SELECT {ORDER_COLUMNS} FROM shop_orders
-    WHERE loaded_at = $at OR (created_at >= $since AND created_at < $until)"""
+# The run's own orders: read by this run, or created in its shop window; and the run's own channel rows: those of
+# the window's dates. The earlier ones are the rest (both columns are NOT NULL).
+IN_WINDOW = "(loaded_at = $at OR (created_at >= $since AND created_at < $until))"
+ON_WINDOW_DATES = "(business_date BETWEEN $first_date AND $last_date)"
+RUN_ORDERS = f"SELECT {ORDER_COLUMNS} FROM shop_orders WHERE {IN_WINDOW}"
 EARLIER_ORDERS = f"""SELECT {ORDER_COLUMNS} FROM shop_orders
-    WHERE loaded_at <> $at AND (created_at IS NULL OR created_at < $since OR created_at >= $until)
+    WHERE NOT {IN_WINDOW}
       AND {KEY} IN (
           SELECT {KEY} FROM named_orders WHERE on_rows
           UNION ALL
@@ -61,12 +64,12 @@ EARLIER_ORDERS = f"""SELECT {ORDER_COLUMNS} FROM shop_orders
                   SELECT v.exception_id FROM exception_events v JOIN runs r USING (run_id)
                   WHERE v.action = 'auto_closed' AND r.business_date = $d)))"""
 BOOKED_ROWS = f"""SELECT channel, business_date, {KEY} AS unit_key
-    FROM channel_txn WHERE order_no IS NOT NULL AND business_date BETWEEN $first_date AND $last_date"""
+    FROM channel_txn WHERE order_no IS NOT NULL AND {ON_WINDOW_DATES}"""
 # Money is not booked before its order was made: earlier rows are passed over by date (two days' margin for
 # the zones) before their order numbers are read.
 EARLIER_BOOKED_ROWS = f"""SELECT channel, business_date, {KEY} AS unit_key
     FROM channel_txn
-    WHERE order_no IS NOT NULL AND (business_date < $first_date OR business_date > $last_date)
+    WHERE order_no IS NOT NULL AND NOT {ON_WINDOW_DATES}
       AND business_date >= (SELECT min(created_at)::DATE - 2 FROM keyed)
       AND {KEY} IN (SELECT unit_key FROM keyed)"""
 # ``booked``: the order's money is on some channel's rows; ``booked_channel``/``booked_date``: the one
@@ -139,8 +142,7 @@ def prepare_run(con: duckdb.DuckDBPyConnection, case_insensitive: bool, day: dat
     # The run's orders: this read's and those of the window an earlier read left (a day's export holds only
     # its own day, so the day before's orders are in the window too: twice the units, and twice the parts).
     [(units,)] = con.execute(
-        "SELECT greatest((SELECT count(*) FROM shop_orders "
-        "                 WHERE loaded_at = $at OR (created_at >= $since AND created_at < $until)), "
+        f"SELECT greatest((SELECT count(*) FROM shop_orders WHERE {IN_WINDOW}), "
         "                (SELECT count(*) FROM channel_txn WHERE business_date = $d))",
         {"at": loaded_at, "since": since, "until": until, "d": day},
     ).fetchall()
@@ -150,9 +152,8 @@ def prepare_run(con: duckdb.DuckDBPyConnection, case_insensitive: bool, day: dat
     params = {"ci": case_insensitive, "parts": parts, "d": day, "channels": [ch.id for ch in channels],
               "at": loaded_at, "since": since, "until": until, "first_date": first_date, "last_date": last_date}
     [(earlier_orders, earlier_rows)] = con.execute(
-        "SELECT EXISTS (SELECT 1 FROM shop_orders WHERE loaded_at <> $at AND (created_at IS NULL "
-        "               OR created_at < $since OR created_at >= $until)), "
-        "       EXISTS (SELECT 1 FROM channel_txn WHERE business_date < $first_date OR business_date > $last_date)",
+        f"SELECT EXISTS (SELECT 1 FROM shop_orders WHERE NOT {IN_WINDOW}), "
+        f"       EXISTS (SELECT 1 FROM channel_txn WHERE NOT {ON_WINDOW_DATES})",
         {k: params[k] for k in ("at", "since", "until", "first_date", "last_date")},
     ).fetchall()
     for statement in (run_orders_sql(bool(earlier_orders), bool(earlier_rows)), BOOKED_IN_SEVERAL_SQL):

@@ -13,7 +13,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from recon.classify import classify, end_run, prepare, prepare_run, shop_window
+from recon.classify import KEY, classify, end_run, prepare, prepare_run, shop_window
 from recon.config import ChannelConfig, Config
 from recon.errors import Interrupted, ReconError
 from recon.faults import pause_point
@@ -96,7 +96,7 @@ def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels
     # kept as ``named_orders`` for the run (``on_rows``: named by the date's channel rows), whose classification
     # takes an earlier read of one the shop no longer hands over (recon.classify).
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE named_orders AS
         WITH named AS (
             SELECT order_no, true AS on_rows FROM channel_txn
@@ -108,8 +108,7 @@ def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels
         )
         -- Told apart only once the loaded orders are taken away: of millions of names, a few thousand are left.
         SELECT order_no, bool_or(on_rows) AS on_rows FROM named
-        WHERE CASE WHEN $ci THEN upper(order_no) ELSE order_no END NOT IN (
-            SELECT CASE WHEN $ci THEN upper(order_no) ELSE order_no END FROM shop_orders WHERE loaded_at = $at)
+        WHERE {KEY} NOT IN (SELECT {KEY} FROM shop_orders WHERE loaded_at = $at)
         GROUP BY order_no
         """,
         {"d": day, "channels": [c.id for c in channels], "ci": shop.case_insensitive, "at": loaded_at},
