@@ -7,11 +7,15 @@ import resource
 import time
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from bench.generate import CHANNELS, DAY, NULL, Day
+
+if TYPE_CHECKING:  # recon is imported inside each phase, in its own process
+    from recon.config import Config
+    from recon.pipeline import RunSummary
 
 STORE_MEMORY_LIMIT = "1GB"
 # The statements' columns the bare baseline needs, by position (0-based) in each native layout.
@@ -96,36 +100,42 @@ def baseline(day: Day, folder: Path) -> dict[str, Any]:
     return {"seconds": seconds, "counts": counts, "rss": peak_rss_mib()}
 
 
-def recon_end_to_end(day: Day, config_path: Path) -> dict[str, Any]:
-    """Import every statement, reconcile the day (shop load, classification, ledger), write the workbook."""
-    from jobs.reconcile import reconcile
-    from recon.config import load_config
+def import_day(day: Day, config: Config) -> float:
+    """Import every statement of ``day`` into the store of ``config``; the seconds it took."""
     from recon.importer import import_file
     from recon.lock import store_lock
     from recon.store import open_store
 
-    config = load_config(config_path)
-
-    def import_all() -> None:
-        with store_lock(config.store_path), open_store(config, write=True) as con:
-            for channel, path in day.statements.items():
-                import_file(con, config, channel, path)
-
-    times: dict[str, float] = {}
     start = time.perf_counter()
-    import_all()
-    times["import"] = time.perf_counter() - start
+    with store_lock(config.store_path), open_store(config, write=True) as con:
+        for channel, path in day.statements.items():
+            import_file(con, config, channel, path)
+    return time.perf_counter() - start
+
+
+def reconcile_day(day: Day, config: Config) -> tuple[RunSummary, dict[str, float]]:
+    """Reconcile ``day`` (shop load, classification, ledger, workbook): its summary, and the seconds of the
+    run (as the store records it) and of the report after it."""
+    from jobs.reconcile import reconcile
+
     start = time.perf_counter()
     summary, _ = reconcile(config, day.business_date, None, "bench", fetch=False)
-    times["reconcile"] = time.perf_counter() - start
+    reconciled = time.perf_counter() - start
     with duckdb.connect(str(config.store_path), read_only=True) as con:
         [(run_seconds,)] = con.execute("SELECT epoch(finished_at - started_at) FROM runs WHERE run_id = ?",
                                        [summary.run_id]).fetchall()
-    times["run"] = float(run_seconds)
-    times["report"] = times["reconcile"] - times["run"]
-    start = time.perf_counter()
-    import_all()
-    times["reimport"] = time.perf_counter() - start
+    return summary, {"reconcile": reconciled, "run": float(run_seconds), "report": reconciled - float(run_seconds)}
+
+
+def recon_end_to_end(day: Day, config_path: Path) -> dict[str, Any]:
+    """Import every statement, reconcile the day (shop load, classification, ledger), write the workbook."""
+    from recon.config import load_config
+
+    config = load_config(config_path)
+    times = {"import": import_day(day, config)}
+    summary, run_times = reconcile_day(day, config)
+    times.update(run_times)
+    times["reimport"] = import_day(day, config)
     return {"times": times, "counts": dict(summary.counts), "reports": summary.reports, "rss": peak_rss_mib()}
 
 
@@ -150,27 +160,13 @@ def shop_into_store(config_path: Path) -> dict[str, Any]:
 def day_after_day(days: list[Day], configs: list[Path]) -> dict[str, Any]:
     """Each day's statements imported and the day reconciled, one day after the other, into one store (the
     configs differ only in the day's shop export): what the nightly job costs as the store's history grows."""
-    from jobs.reconcile import reconcile
     from recon.config import load_config
-    from recon.importer import import_file
-    from recon.lock import store_lock
-    from recon.store import open_store
 
     per_day = []
     for day, config_path in zip(days, configs, strict=True):
         config = load_config(config_path)
-        start = time.perf_counter()
-        with store_lock(config.store_path), open_store(config, write=True) as con:
-            for channel, path in day.statements.items():
-                import_file(con, config, channel, path)
-        imported = time.perf_counter() - start
-        start = time.perf_counter()
-        summary, _ = reconcile(config, day.business_date, None, "bench", fetch=False)
-        reconciled = time.perf_counter() - start
-        with duckdb.connect(str(config.store_path), read_only=True) as con:
-            [(run_seconds,)] = con.execute("SELECT epoch(finished_at - started_at) FROM runs WHERE run_id = ?",
-                                           [summary.run_id]).fetchall()
-        per_day.append({"date": day.business_date.isoformat(), "import": imported, "run": float(run_seconds),
-                        "report": reconciled - float(run_seconds), "counts": dict(summary.counts),
-                        "expected": day.expected})
+        imported = import_day(day, config)
+        summary, times = reconcile_day(day, config)
+        per_day.append({"date": day.business_date.isoformat(), "import": imported, "run": times["run"],
+                        "report": times["report"], "counts": dict(summary.counts), "expected": day.expected})
     return {"days": per_day, "rss": peak_rss_mib()}
