@@ -15,6 +15,7 @@ import duckdb
 import polars as pl
 
 from recon.errors import NotFound
+from recon.store import memory_capped
 from recon.taxonomy import EXCEPTION_CODES
 
 # Both sides of every open exception, in the order the exception sheets show them.
@@ -25,6 +26,9 @@ EXCEPTION_COLUMNS = (
 )
 MONEY_COLUMNS = ("shop_amount", "channel_amount", "difference", "amount", "fee", "expected_fee", "diff")
 TREND_RUNS = 30
+# DuckDB's memory while a report is read: its rows are fetched into this process, and the blocks a run left cached
+# up to the store's limit would sit beside them (a backlog of a million exceptions went past 2 GB so).
+REPORT_MEMORY_LIMIT = "256MB"
 
 _EXCEPTIONS_SQL = """
 SELECT e.id, e.code, e.channel, e.priority, e.order_no, e.shop_amount, e.channel_amount,
@@ -112,6 +116,12 @@ def load_report(con: duckdb.DuckDBPyConnection, day: date | None, run_id: int | 
     ``with_results=False`` leaves out the run's result rows (one per order: ten million on a large day),
     which only the csv and parquet exports list.
     """
+    with memory_capped(con, REPORT_MEMORY_LIMIT):
+        return _load_report(con, day, run_id, zone, with_results)
+
+
+def _load_report(con: duckdb.DuckDBPyConnection, day: date | None, run_id: int | None, zone: str,
+                 with_results: bool) -> ReportData:
     where, params = ("run_id = ?", [run_id]) if run_id is not None else ("business_date = ?", [day])
     run = con.execute(
         f"SELECT run_id, business_date, channels, started_at, finished_at FROM runs "

@@ -7,6 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 from openpyxl import load_workbook
 
 from jobs.reconcile import write_reports
@@ -88,3 +89,42 @@ def test_open_exceptions_are_listed_most_urgent_first_then_by_channel_code_and_k
     assert listed == [(1, "shop_only", "S1"), (1, "shop_only", "S2"), (2, "amount_mismatch", "M1"),
                       (2, "amount_mismatch", "M2"), (3, "channel_only", "C1"), (3, "channel_only", "C2")]
     assert "key" not in data.exceptions.columns
+
+
+class _LimitSeen:
+    """A store connection that notes DuckDB's memory limit as each of the report's queries starts (the real
+    connection underneath)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con, self.limits = con, []
+
+    def _limit(self) -> str:
+        [(limit,)] = self.con.execute("SELECT current_setting('memory_limit')").fetchall()
+        return str(limit)
+
+    def execute(self, query: str, *args: object) -> duckdb.DuckDBPyConnection:
+        if "memory_limit" not in query:  # the cap's own reading and setting of it
+            self.limits.append(self._limit())
+        return self.con.execute(query, *args)
+
+    def sql(self, query: str, **kwargs: object) -> duckdb.DuckDBPyRelation:
+        self.limits.append(self._limit())
+        return self.con.sql(query, **kwargs)
+
+
+def test_a_report_is_read_with_duckdb_held_to_a_quarter_gigabyte_and_the_store_limit_back_after(
+        scenario: Scenario) -> None:
+    """A run leaves up to the store's limit of blocks cached; a report's rows come into this process beside them.
+    While the report is read DuckDB keeps 256 MB (a smaller configured limit is not raised), then the store's
+    own limit is back for whatever the connection does next."""
+    scenario.import_(scenario.statement([{"txn": "T1", "order": "NOPE", "amount": "5.00"}]))
+    scenario.run()
+    for configured, during in (("1.8GB", "244.1 MiB"), ("100MB", "95.3 MiB")):
+        store = scenario.config.store.model_copy(update={"memory_limit": configured})
+        with open_store(scenario.config.model_copy(update={"store": store}), write=False) as con:
+            [(before,)] = con.execute("SELECT current_setting('memory_limit')").fetchall()
+            seen = _LimitSeen(con)
+            data = load_report(seen, DAY, None, "Asia/Shanghai")  # type: ignore[arg-type]
+            assert data.exceptions["order_no"].to_list() == ["NOPE"]
+            assert len(seen.limits) >= 5 and set(seen.limits) == {during}
+            assert con.execute("SELECT current_setting('memory_limit')").fetchall() == [(before,)]
