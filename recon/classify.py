@@ -103,6 +103,13 @@ def run_orders_sql(earlier_orders: bool, earlier_rows: bool) -> str:
     return RUN_ORDERS_SQL.format(orders=orders, booked_rows=rows)
 
 
+# One channel's counts of a run, kept beside its results: what reports and the console's runs page count.
+RUN_COUNTS_SQL = """
+    INSERT INTO run_counts
+    SELECT run_id, channel, code, coalesce(currency, shop_currency), count(*),
+           sum(CASE WHEN channel_amount <> 0 THEN channel_amount ELSE shop_amount END), sum(diff)
+    FROM results WHERE run_id = $run AND channel = $channel GROUP BY ALL
+"""
 # What a run's classification leaves behind: dropped once every channel is classified (see ``end_run``).
 RUN_TABLES = ("run_orders", "run_booked_in_several", "named_orders")
 # What one channel's pass leaves behind: dropped at its end, before the next channel's are built.
@@ -201,8 +208,9 @@ def classify(con: duckdb.DuckDBPyConnection, run_id: int, channel: ChannelConfig
                 con.execute(statement, _used({**params, "groups": groups, "group": group}, statement))
     for table in CHANNEL_TABLES:
         con.execute(f"DROP TABLE IF EXISTS temp.{table}")
+    con.execute(RUN_COUNTS_SQL, {"run": run_id, "channel": channel.id})
     rows = con.execute(
-        "SELECT code, count(*) FROM results WHERE run_id = ? AND channel = ? GROUP BY code", [run_id, channel.id]
+        "SELECT code, sum(results) FROM run_counts WHERE run_id = ? AND channel = ? GROUP BY code", [run_id, channel.id]
     ).fetchall()
     return {str(code): int(n) for code, n in rows}
 

@@ -267,8 +267,8 @@ def summarise(con: duckdb.DuckDBPyConnection, run_id: int, day: date, channels: 
               ledger: dict[str, int]) -> RunSummary:
     rows = con.execute(
         """
-        SELECT code, count(*), sum(CASE WHEN channel_amount <> 0 THEN channel_amount ELSE shop_amount END), sum(diff)
-        FROM results WHERE run_id = ? GROUP BY code ORDER BY code
+        SELECT code, sum(results), sum(amount), sum(difference)
+        FROM run_counts WHERE run_id = ? GROUP BY code ORDER BY code
         """,
         [run_id],
     ).fetchall()

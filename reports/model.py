@@ -52,8 +52,8 @@ WITH recent AS (
     SELECT run_id, business_date FROM runs WHERE status = 'succeeded' AND run_id <= $run
     ORDER BY run_id DESC LIMIT $n
 )
-SELECT r.run_id, r.business_date, x.code, count(x.code) AS count
-FROM recent r LEFT JOIN results x USING (run_id)
+SELECT r.run_id, r.business_date, x.code, coalesce(sum(x.results), 0) AS count
+FROM recent r LEFT JOIN run_counts x USING (run_id)
 GROUP BY ALL ORDER BY r.run_id, x.code
 """
 
@@ -133,10 +133,8 @@ def _load_report(con: duckdb.DuckDBPyConnection, day: date | None, run_id: int |
     rid, business_date, channels = int(run[0]), run[1], list(run[2])
     counts = con.execute(
         """
-        SELECT channel, code, count(*) AS count,
-               sum(CASE WHEN channel_amount <> 0 THEN channel_amount ELSE shop_amount END) AS amount,
-               sum(diff) AS difference
-        FROM results WHERE run_id = ? GROUP BY channel, code ORDER BY channel, code
+        SELECT channel, code, sum(results) AS count, sum(amount) AS amount, sum(difference) AS difference
+        FROM run_counts WHERE run_id = ? GROUP BY channel, code ORDER BY channel, code
         """,
         [rid],
     )
@@ -144,8 +142,8 @@ def _load_report(con: duckdb.DuckDBPyConnection, day: date | None, run_id: int |
     count_rows = [dict(zip(names, row, strict=True)) for row in counts.fetchall()]
     currencies: dict[tuple[str, str], list[str]] = {}
     for channel, code, currency in con.execute(
-        "SELECT DISTINCT channel, code, coalesce(currency, shop_currency) AS cur FROM results "
-        "WHERE run_id = ? AND cur IS NOT NULL ORDER BY channel, code, cur", [rid]
+        "SELECT DISTINCT channel, code, currency FROM run_counts "
+        "WHERE run_id = ? AND currency IS NOT NULL ORDER BY channel, code, currency", [rid]
     ).fetchall():
         currencies.setdefault((channel, code), []).append(currency)
     scope = {"day": business_date, "channels": channels, "codes": list(EXCEPTION_CODES)}

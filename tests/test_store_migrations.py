@@ -10,7 +10,8 @@ import duckdb
 
 from recon.migrations import MIGRATIONS
 from recon.store import open_store, schema_version
-from tests.scenario import Scenario
+from reports import load_report
+from tests.scenario import DAY, Scenario
 
 
 def _store_at(path: Path, version: int) -> None:
@@ -53,6 +54,36 @@ def test_a_version_2_store_keeps_its_channel_rows_and_imports_as_before(scenario
     assert rows[0]["txn_id"] == 1 and rows[1]["txn_id"] > 1
 
 
+
+
+
+def test_a_version_3_store_counts_its_earlier_runs_from_their_results(scenario: Scenario) -> None:
+    """Migration 4 keeps each run's counts beside its results; the runs a store already holds get theirs from
+    their result rows, so their reports, the trend and the console's runs page count them as before."""
+    scenario.order("B1", "10.00")
+    scenario.order("B2", "20.00")
+    scenario.order("B3", "30.00", status=1)
+    scenario.import_(scenario.statement([{"txn": "T1", "order": "B1", "amount": "10.00"},
+                                         {"txn": "T3", "order": "B3", "amount": "30.00"},
+                                         {"txn": "T9", "order": "NOPE", "amount": "7.50"}]))
+    run = scenario.run()
+    with scenario.store(write=False) as con:
+        before = load_report(con, DAY, None, "Asia/Shanghai")
+    # As recon of schema version 3 left it: results, no counts.
+    con = duckdb.connect(str(scenario.config.store_path))
+    con.execute("DROP TABLE run_counts; DELETE FROM schema_version WHERE version = 4")
+    con.close()
+    with scenario.store() as store:  # a writing open migrates
+        assert schema_version(store) == 4
+        counts = store.execute("SELECT channel, code, currency, results, amount, difference FROM run_counts "
+                               "WHERE run_id = ? ORDER BY code", [run.run_id]).fetchall()
+        after = load_report(store, DAY, None, "Asia/Shanghai")
+    assert [(code, n, str(amount), str(diff)) for _, code, _, n, amount, diff in counts] == [
+        ("channel_only", 1, "7.500000", "7.500000"), ("matched", 1, "10.000000", "0.000000"),
+        ("missing_callback", 1, "30.000000", "30.000000"), ("shop_only", 1, "20.000000", "-20.000000")]
+    assert {currency for _, _, currency, *_ in counts} == {"CNY"}
+    assert after.counts == before.counts and after.currencies == before.currencies
+    assert after.trend.to_dicts() == before.trend.to_dicts() and after.match_rate == before.match_rate
 
 
 # Run apart from pytest: DuckDB's Python client leaves the progress bar off under pytest, on everywhere else.

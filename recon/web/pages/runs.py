@@ -38,11 +38,11 @@ ORDER BY run_id DESC LIMIT $limit OFFSET $offset
 """
 # The workbook's match rate (reports.model): matched share of the results, unpaid orders left out.
 _RATES_SQL = """
-SELECT r.run_id, r.business_date, count(*) FILTER (WHERE x.code = 'matched') AS matched,
-       count(x.code) FILTER (WHERE x.code <> 'unpaid') AS total
+SELECT r.run_id, r.business_date, coalesce(sum(x.results) FILTER (WHERE x.code = 'matched'), 0) AS matched,
+       coalesce(sum(x.results) FILTER (WHERE x.code <> 'unpaid'), 0) AS total
 FROM (SELECT run_id, business_date FROM runs WHERE status = 'succeeded' AND coalesce(kind, 'reconcile') = 'reconcile'
       ORDER BY run_id DESC LIMIT $n) r
-LEFT JOIN results x USING (run_id)
+LEFT JOIN run_counts x USING (run_id)
 GROUP BY ALL ORDER BY r.run_id
 """
 
@@ -106,7 +106,7 @@ def _load(store: StoreAccess, folder: Path, page_no: int) -> RunsView:
         runs = rows_of(con.execute(_RUNS_SQL, {"limit": RUNS_PER_PAGE, "offset": (page_no - 1) * RUNS_PER_PAGE}))
         [(total,)] = con.execute("SELECT count(*) FROM runs WHERE coalesce(kind, 'reconcile') = 'reconcile'").fetchall()
         ids = [r["run_id"] for r in runs]
-        counts = con.execute("SELECT run_id, code, count(*) FROM results WHERE list_contains($ids, run_id) "
+        counts = con.execute("SELECT run_id, code, sum(results) FROM run_counts WHERE list_contains($ids, run_id) "
                              "GROUP BY ALL", {"ids": ids}).fetchall() if ids else []
         [(open_now,)] = con.execute("SELECT count(*) FROM exceptions WHERE status = 'open'").fetchall()
         rates = con.execute(_RATES_SQL, {"n": TREND_RUNS}).fetchall()
