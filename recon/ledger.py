@@ -79,7 +79,8 @@ def update_from_run(con: duckdb.DuckDBPyConnection, run_id: int, lang: str = "en
         """
         UPDATE exceptions e SET last_seen_run = $run, last_seen = $now, shop_amount = f.shop_amount,
                channel_amount = f.channel_amount, currency = coalesce(f.currency, f.shop_currency),
-               auto_repairable = f.auto_repairable, detail = f.detail, channel_txn_id = f.channel_txn_id
+               auto_repairable = f.auto_repairable, detail = f.detail, channel_txn_id = f.channel_txn_id,
+               shop_status = f.shop_status, shop_channel_txn_id = f.shop_channel_txn_id, occurred_at = f.occurred_at
         FROM run_findings f
         WHERE f.channel = e.channel AND f.unit_key = e.key AND f.code = e.code
         """,
@@ -90,7 +91,7 @@ def update_from_run(con: duckdb.DuckDBPyConnection, run_id: int, lang: str = "en
         INSERT INTO exceptions
         SELECT id, channel, unit_key, code, 'open', priority, order_no, channel_txn_id, shop_amount, channel_amount,
                coalesce(currency, shop_currency), business_date, $run, $run, $now, $now, auto_repairable, action,
-               detail, NULL
+               detail, NULL, shop_status, shop_channel_txn_id, occurred_at
         FROM opening
         """,
         {"run": run_id, "now": now},

@@ -258,6 +258,16 @@ MIGRATIONS: list[tuple[int, str]] = [
         SELECT run_id, channel, code, coalesce(currency, shop_currency), count(*),
                sum(CASE WHEN channel_amount <> 0 THEN channel_amount ELSE shop_amount END), sum(diff)
         FROM results GROUP BY ALL;
+
+        -- What the exception sheets show of the run that last saw an exception, kept on the exception: each
+        -- report joined every open exception to the results of every run ever kept to find them.
+        ALTER TABLE exceptions ADD COLUMN shop_status VARCHAR;
+        ALTER TABLE exceptions ADD COLUMN shop_channel_txn_id VARCHAR;
+        ALTER TABLE exceptions ADD COLUMN occurred_at TIMESTAMPTZ;
+        UPDATE exceptions e
+        SET shop_status = r.shop_status, shop_channel_txn_id = r.shop_channel_txn_id, occurred_at = r.occurred_at
+        FROM results r
+        WHERE r.run_id = e.last_seen_run AND r.channel = e.channel AND r.unit_key = e.key AND r.code = e.code;
         """,
     ),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import zipfile
 from datetime import timedelta
 from decimal import Decimal
@@ -128,3 +129,19 @@ def test_a_report_is_read_with_duckdb_held_to_a_quarter_gigabyte_and_the_store_l
             assert data.exceptions["order_no"].to_list() == ["NOPE"]
             assert len(seen.limits) >= 5 and set(seen.limits) == {during}
             assert con.execute("SELECT current_setting('memory_limit')").fetchall() == [(before,)]
+
+
+def test_an_exception_seen_again_shows_the_shop_as_the_later_run_found_it(scenario: Scenario) -> None:
+    """The sheet shows the shop's status of the run that last saw the exception, not of the one that opened it."""
+    scenario.order("B1", "10.00", status=1)  # paid on the bill, still waiting in the shop: missing_callback
+    scenario.import_(scenario.statement([{"txn": "T1", "order": "B1", "amount": "10.00"}]))
+    scenario.run()
+    con = sqlite3.connect(scenario.shop_path)
+    con.execute("UPDATE orders SET status = -1 WHERE order_sn = 'B1'")  # the shop let it expire meanwhile
+    con.commit()
+    con.close()
+    rerun = scenario.run()
+    with scenario.store(write=False) as store:
+        data = load_report(store, None, rerun.run_id, "Asia/Shanghai", with_results=False)
+    [shown] = data.exceptions.to_dicts()
+    assert (shown["code"], shown["shop_status"], shown["channel_txn_id"]) == ("missing_callback", "-1", "T1")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from recon.migrations import MIGRATIONS
 from recon.store import open_store, schema_version
@@ -57,9 +58,10 @@ def test_a_version_2_store_keeps_its_channel_rows_and_imports_as_before(scenario
 
 
 
-def test_a_version_3_store_counts_its_earlier_runs_from_their_results(scenario: Scenario) -> None:
-    """Migration 4 keeps each run's counts beside its results; the runs a store already holds get theirs from
-    their result rows, so their reports, the trend and the console's runs page count them as before."""
+def test_a_version_3_store_reports_its_earlier_runs_as_before(scenario: Scenario) -> None:
+    """Migration 4 keeps each run's counts beside its results, and on each exception what its sheet shows of the
+    run that last saw it. A store's earlier runs and exceptions get them from their result rows, so their
+    reports, the trend and the console's runs page show what they showed before."""
     scenario.order("B1", "10.00")
     scenario.order("B2", "20.00")
     scenario.order("B3", "30.00", status=1)
@@ -72,6 +74,8 @@ def test_a_version_3_store_counts_its_earlier_runs_from_their_results(scenario: 
     # As recon of schema version 3 left it: results, no counts.
     con = duckdb.connect(str(scenario.config.store_path))
     con.execute("DROP TABLE run_counts; DELETE FROM schema_version WHERE version = 4")
+    for column in ("shop_status", "shop_channel_txn_id", "occurred_at"):
+        con.execute(f"ALTER TABLE exceptions DROP COLUMN {column}")
     con.close()
     with scenario.store() as store:  # a writing open migrates
         assert schema_version(store) == 4
@@ -84,6 +88,9 @@ def test_a_version_3_store_counts_its_earlier_runs_from_their_results(scenario: 
     assert {currency for _, _, currency, *_ in counts} == {"CNY"}
     assert after.counts == before.counts and after.currencies == before.currencies
     assert after.trend.to_dicts() == before.trend.to_dicts() and after.match_rate == before.match_rate
+    assert after.exceptions.equals(before.exceptions)
+    shown = after.exceptions.filter(pl.col("order_no") == "B3").row(0, named=True)
+    assert (shown["shop_status"], str(shown["occurred_at"].date())) == ("1", str(DAY))
 
 
 # Run apart from pytest: DuckDB's Python client leaves the progress bar off under pytest, on everywhere else.
