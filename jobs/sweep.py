@@ -186,9 +186,12 @@ def open_found(con: duckdb.DuckDBPyConnection, config: Config, repairable: tuple
         if status != "open":
             item.detail += f"; exception {exception_id} is already {status}"
             return None
+        # What the sheet shows of the shop and the channel is what this pass saw (a sweep has no result rows).
         con.execute("UPDATE exceptions SET last_seen_run = ?, last_seen = ?, channel_amount = ?, channel_txn_id = ?, "
-                    "auto_repairable = ?, detail = ? WHERE id = ?",
-                    [run_id, now, reply.amount, reply.channel_txn_id, auto, detail, exception_id])
+                    "auto_repairable = ?, detail = ?, shop_status = ?, shop_channel_txn_id = NULL, occurred_at = ? "
+                    "WHERE id = ?",
+                    [run_id, now, reply.amount, reply.channel_txn_id, auto, detail, item.shop_status, item.paid_at,
+                     exception_id])
         return exception_id
     code = BY_CODE["missing_callback"]
     lang = "en" if config.reports.language == "en" else "zh"
@@ -197,12 +200,12 @@ def open_found(con: duckdb.DuckDBPyConnection, config: Config, repairable: tuple
         """
         INSERT INTO exceptions (id, channel, key, code, status, priority, order_no, channel_txn_id, shop_amount,
             channel_amount, currency, business_date, first_seen_run, last_seen_run, first_seen, last_seen,
-            auto_repairable, suggested_action, detail)
-        VALUES (?, ?, ?, 'missing_callback', 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            auto_repairable, suggested_action, detail, shop_status, occurred_at)
+        VALUES (?, ?, ?, 'missing_callback', 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """,
         [exception_id, channel.id, item.order_no, code.priority, item.order_no, reply.channel_txn_id,
          item.shop_amount, reply.amount or Decimal(0), reply.currency or channel.currency, business_date, run_id,
-         run_id, now, now, auto, action("missing_callback", lang), detail],
+         run_id, now, now, auto, action("missing_callback", lang), detail, item.shop_status, item.paid_at],
     )
     add_event(con, exception_id, SYSTEM_ACTOR, "opened", run_id, "found by the sweep", now)
     return exception_id

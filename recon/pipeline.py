@@ -210,7 +210,8 @@ def run(con: duckdb.DuckDBPyConnection, config: Config, day: date, channel_ids: 
     run's work (repairs) and calls ``finish_run``; a crash in between leaves it to be marked aborted,
     so the scheduler does not take the date as done.
     """
-    channels = [config.channel(c) for c in channel_ids] if channel_ids else list(config.channels)
+    # A channel named twice (`--channel x --channel x`) is classified once: its rows would be counted twice.
+    channels = [config.channel(c) for c in dict.fromkeys(channel_ids)] if channel_ids else list(config.channels)
     abort_stale_runs(con)
     run_id = start_run(con, day, [c.id for c in channels], command, "reconcile")
     try:

@@ -6,6 +6,7 @@ with a million exceptions does not become a million Python dicts.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -55,7 +56,7 @@ WITH recent AS (
     SELECT run_id, business_date FROM runs WHERE status = 'succeeded' AND run_id <= $run
     ORDER BY run_id DESC LIMIT $n
 )
-SELECT r.run_id, r.business_date, x.code, coalesce(sum(x.results), 0) AS count
+SELECT r.run_id, r.business_date, x.code, coalesce(sum(x.results), 0)::BIGINT AS count
 FROM recent r LEFT JOIN run_counts x USING (run_id)
 GROUP BY ALL ORDER BY r.run_id, x.code
 """
@@ -120,11 +121,17 @@ def load_report(con: duckdb.DuckDBPyConnection, day: date | None, run_id: int | 
     which only the csv and parquet exports list.
     """
     with memory_capped(con, REPORT_MEMORY_LIMIT):
-        return _load_report(con, day, run_id, zone, with_results)
+        data = _load_report(con, day, run_id, zone)
+    if not with_results:
+        return data
+    # Sorted by DuckDB within the store's own limit: a run's every result, ten million rows on a large day.
+    results = con.sql("SELECT * EXCLUDE (txn_ids) FROM results WHERE run_id = $run ORDER BY channel, unit_key",
+                      params={"run": data.run_id}).pl()
+    return dataclasses.replace(data, results=results)
 
 
-def _load_report(con: duckdb.DuckDBPyConnection, day: date | None, run_id: int | None, zone: str,
-                 with_results: bool) -> ReportData:
+def _load_report(con: duckdb.DuckDBPyConnection, day: date | None, run_id: int | None, zone: str) -> ReportData:
+    """The report of the run without its result rows."""
     where, params = ("run_id = ?", [run_id]) if run_id is not None else ("business_date = ?", [day])
     run = con.execute(
         f"SELECT run_id, business_date, channels, started_at, finished_at FROM runs "
@@ -155,8 +162,7 @@ def _load_report(con: duckdb.DuckDBPyConnection, day: date | None, run_id: int |
         zone=zone, counts=count_rows,
         exceptions=con.sql(_EXCEPTIONS_SQL, params=scope).pl().sort(EXCEPTION_ORDER).drop("key"),
         currencies=currencies,
-        results=con.sql("SELECT * EXCLUDE (txn_ids) FROM results WHERE run_id = $run ORDER BY channel, unit_key",
-                        params={"run": rid}).pl() if with_results else None,
+        results=None,
         repairs=con.sql("SELECT * FROM repairs r WHERE EXISTS (SELECT 1 FROM exceptions e WHERE e.id = r.exception_id "
                         "AND list_contains($channels, e.channel)) ORDER BY repair_id", params={"channels": channels}).pl(),
         trend=con.sql(_TREND_SQL, params={"run": rid, "n": TREND_RUNS}).pl(),

@@ -274,3 +274,15 @@ def test_failed_attempt_near_midnight_waits_like_no_record(scenario: Scenario) -
     run2 = scenario.run(DAY2)
     check(scenario.result(run2.run_id, "O1"), "matched", "10.00", "10.00", None)
     assert [(e["code"], e["status"]) for e in scenario.exceptions()] == [("pending", "resolved")]
+
+
+def test_a_channel_named_twice_is_reconciled_once(scenario: Scenario) -> None:
+    """`recon run --channel pay --channel pay`: every row still ends in one result, counted once."""
+    scenario.order("B1", "10.00")
+    scenario.import_(scenario.statement([{"txn": "T1", "order": "B1", "amount": "10.00"},
+                                         {"txn": "T2", "order": "NOPE", "amount": "3.00"}]))
+    summary = scenario.run(channels=["pay", "pay"])
+    assert summary.channels == ["pay"] and summary.counts == {"matched": 1, "channel_only": 1}
+    assert [r["unit_key"] for r in scenario.results(summary.run_id)] == ["B1", "NOPE"]
+    assert scenario.query("SELECT sum(results)::INTEGER AS n FROM run_counts WHERE run_id = ?",
+                          [summary.run_id]) == [{"n": 2}]

@@ -97,19 +97,19 @@ class _LimitSeen:
     connection underneath)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        self.con, self.limits = con, []
+        self.con, self.seen = con, []
 
-    def _limit(self) -> str:
+    def _note(self, query: str) -> None:
         [(limit,)] = self.con.execute("SELECT current_setting('memory_limit')").fetchall()
-        return str(limit)
+        self.seen.append(("results" if "FROM results" in query else "report", str(limit)))
 
     def execute(self, query: str, *args: object) -> duckdb.DuckDBPyConnection:
         if "memory_limit" not in query:  # the cap's own reading and setting of it
-            self.limits.append(self._limit())
+            self._note(query)
         return self.con.execute(query, *args)
 
     def sql(self, query: str, **kwargs: object) -> duckdb.DuckDBPyRelation:
-        self.limits.append(self._limit())
+        self._note(query)
         return self.con.sql(query, **kwargs)
 
 
@@ -117,7 +117,8 @@ def test_a_report_is_read_with_duckdb_held_to_a_quarter_gigabyte_and_the_store_l
         scenario: Scenario) -> None:
     """A run leaves up to the store's limit of blocks cached; a report's rows come into this process beside them.
     While the report is read DuckDB keeps 256 MB (a smaller configured limit is not raised), then the store's
-    own limit is back for whatever the connection does next."""
+    own limit is back for whatever the connection does next. The exports' every result of the run is sorted
+    within the store's own limit (ten million rows on a large day)."""
     scenario.import_(scenario.statement([{"txn": "T1", "order": "NOPE", "amount": "5.00"}]))
     scenario.run()
     for configured, during in (("1.8GB", "244.1 MiB"), ("100MB", "95.3 MiB")):
@@ -127,7 +128,10 @@ def test_a_report_is_read_with_duckdb_held_to_a_quarter_gigabyte_and_the_store_l
             seen = _LimitSeen(con)
             data = load_report(seen, DAY, None, "Asia/Shanghai")  # type: ignore[arg-type]
             assert data.exceptions["order_no"].to_list() == ["NOPE"]
-            assert len(seen.limits) >= 5 and set(seen.limits) == {during}
+            assert data.results is not None and data.results["unit_key"].to_list() == ["NOPE"]
+            report = {limit for what, limit in seen.seen if what == "report"}
+            assert len(seen.seen) >= 5 and report == {during}
+            assert [limit for what, limit in seen.seen if what == "results"] == [before]
             assert con.execute("SELECT current_setting('memory_limit')").fetchall() == [(before,)]
 
 

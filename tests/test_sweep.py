@@ -50,6 +50,8 @@ def test_a_lost_payment_is_recorded_at_once_and_repaired_with_apply(shop: EpaySh
     [exc] = shop.scenario.query("SELECT * FROM exceptions")
     assert (exc["code"], exc["order_no"], exc["status"], exc["auto_repairable"]) == (
         "missing_callback", lost, "open", True)
+    # the exception sheet's shop status and channel time are what the sweep saw
+    assert (exc["shop_status"], exc["occurred_at"] is not None) == ("1", True)
     assert "found by the sweep" in [e["note"] for e in shop.scenario.query("SELECT note FROM exception_events")]
 
     code, repaired = sweep(shop, "--apply")
