@@ -6,7 +6,7 @@ import os
 import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -79,6 +79,11 @@ def abort_stale_runs(con: duckdb.DuckDBPyConnection) -> int:
     return len(rows)
 
 
+# How far an earlier read of an order may have put its creation time from this read's: wall clocks of the shop
+# zone (changed in the config between two runs) differ by at most 26 hours.
+EARLIER_COPY_MARGIN = timedelta(days=2)
+
+
 def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels: list[ChannelConfig],
                      day: date, loaded_at: datetime | None = None) -> int:
     """Refresh shop_orders for the day's window, the orders the day's channel rows name and carried ones.
@@ -118,12 +123,20 @@ def load_shop_orders(con: duckdb.DuckDBPyConnection, shop: ShopAdapter, channels
         stored.append(_append_orders(con, shop.orders_by_no(named, loaded=(start, end)), loaded_at))
     if not _distinct(stored):
         _keep_first_read(con, loaded_at)
-    # The rows of earlier runs for the orders read now.
+    # The rows of earlier runs for the orders read now. An order's creation time does not change, so the earlier
+    # rows of the window's orders are among the window's days (with a margin for a shop zone changed in between):
+    # the store's zone maps pass over the other days, which a store of months holds by the hundred million. The
+    # orders asked for by number may have been created on any day; there are few.
     con.execute(
-        "DELETE FROM shop_orders WHERE loaded_at <> $at "
-        "AND order_no IN (SELECT order_no FROM shop_orders WHERE loaded_at = $at)",
-        {"at": loaded_at},
-    )
+        "DELETE FROM shop_orders WHERE loaded_at <> $at AND created_at >= $since AND created_at < $until "
+        "AND order_no IN (SELECT order_no FROM shop_orders WHERE loaded_at = $at AND created_at >= $start "
+        "AND created_at < $end)",
+        {"at": loaded_at, "start": start, "end": end, "since": start - EARLIER_COPY_MARGIN,
+         "until": end + EARLIER_COPY_MARGIN})
+    con.execute(
+        "DELETE FROM shop_orders WHERE loaded_at <> $at AND order_no IN (SELECT order_no FROM shop_orders "
+        "WHERE loaded_at = $at AND NOT (created_at >= $start AND created_at < $end))",
+        {"at": loaded_at, "start": start, "end": end})
     [(loaded,)] = con.execute("SELECT count(*) FROM shop_orders WHERE loaded_at = $at", {"at": loaded_at}).fetchall()
     return int(loaded)
 

@@ -80,3 +80,20 @@ def test_a_rerun_of_a_date_leaves_out_an_order_whose_money_a_later_bill_booked(s
     rerun = scenario.run(DAY)
     assert rerun.counts == {"matched": 1}
     assert [r["unit_key"] for r in scenario.results(rerun.run_id)] == ["FILL"]
+
+
+def test_a_rerun_keeps_one_row_per_order_as_the_shop_shows_it_now(scenario: Scenario) -> None:
+    """The store keeps each order once, as last read: a rerun's read of the window's orders and of an older order
+    its bill names takes the place of the earlier run's rows (looked for by creation day, and by number)."""
+    scenario.order("W1", "10.00", status=1)
+    scenario.order("OLD", "20.00", status=1, created=f"{DAY - timedelta(days=10)} 10:00:00")
+    scenario.import_(scenario.statement([{"txn": "T1", "order": "W1", "amount": "10.00"},
+                                         {"txn": "T2", "order": "OLD", "amount": "20.00"}]))
+    scenario.run()
+    con = sqlite3.connect(scenario.shop_path)
+    con.execute("UPDATE orders SET status = 4")  # both completed meanwhile
+    con.commit()
+    con.close()
+    scenario.run()
+    stored = scenario.query("SELECT order_no, shop_status FROM shop_orders ORDER BY order_no")
+    assert [(r["order_no"], r["shop_status"]) for r in stored] == [("OLD", "4"), ("W1", "4")]
