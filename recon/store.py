@@ -81,9 +81,10 @@ def unordered_inserts(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 # The connection variable holding the store's configured memory limit (see memory_capped).
 CONFIGURED_MEMORY_LIMIT = "recon_memory_limit"
 # Sizes as DuckDB writes them ("953.6 MiB") and as a config gives them ("1GB").
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B|bytes)\s*$", re.IGNORECASE)
-_UNITS = {"bytes": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
-          "tib": 2**40}
+# No limit (-1) reads "16383.9 PiB".
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGTPE]?i?B|bytes)\s*$", re.IGNORECASE)
+_UNITS = {"bytes": 1, "b": 1, **{f"{p}b": 1000.0 ** n for n, p in enumerate("kmgtpe", 1)},
+          **{f"{p}ib": 1024.0 ** n for n, p in enumerate("kmgtpe", 1)}}
 
 
 def size_bytes(size: str) -> float:
@@ -102,11 +103,8 @@ def memory_capped(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
     Python: after a run of ten million orders a gigabyte of its blocks stayed cached beside a report's million
     fetched exceptions, and the process went past 2 GB.
     """
-    # Put back as configured: DuckDB shows its limit rounded to a tenth of a unit ("1.8GB" reads "1.6 GiB", and
-    # set from that it is 1.5 GiB), so the store's own is kept on the connection when it is opened.
     [(shown, configured)] = con.execute(
         f"SELECT current_setting('memory_limit'), getvariable('{CONFIGURED_MEMORY_LIMIT}')").fetchall()
-    before = configured or shown
     if size_bytes(limit) >= size_bytes(shown):
         yield
         return
@@ -118,7 +116,10 @@ def memory_capped(con: duckdb.DuckDBPyConnection, limit: str) -> Iterator[None]:
     try:
         yield
     finally:
-        con.execute(f"SET memory_limit = '{before}'")
+        # Put back as configured, or DuckDB's default where the config has none. Not as shown: DuckDB rounds it to
+        # a tenth of a unit ("1.8GB" reads "1.6 GiB", and set from that is 1.5 GiB), so the store's own is kept on
+        # the connection when it is opened.
+        con.execute(f"SET memory_limit = '{configured}'" if configured else "RESET memory_limit")
 
 
 def _connect(path: Path, read_only: bool, memory_limit: str | None) -> duckdb.DuckDBPyConnection:

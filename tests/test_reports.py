@@ -149,3 +149,17 @@ def test_an_exception_seen_again_shows_the_shop_as_the_later_run_found_it(scenar
         data = load_report(store, None, rerun.run_id, "Asia/Shanghai", with_results=False)
     [shown] = data.exceptions.to_dicts()
     assert (shown["code"], shown["shop_status"], shown["channel_txn_id"]) == ("missing_callback", "-1", "T1")
+
+
+def test_a_store_without_a_configured_memory_limit_gets_duckdbs_default_back(scenario: Scenario) -> None:
+    """No `[store] memory_limit`: DuckDB's own default (a share of the machine's memory) is capped for the report,
+    then put back as it was, not as DuckDB shows it rounded."""
+    scenario.import_(scenario.statement([{"txn": "T1", "order": "NOPE", "amount": "5.00"}]))
+    scenario.run()
+    assert scenario.config.store.memory_limit is None
+    with scenario.store(write=False) as con:
+        [(default,)] = con.execute("SELECT current_setting('memory_limit')").fetchall()
+        seen = _LimitSeen(con)
+        load_report(seen, DAY, None, "Asia/Shanghai", with_results=False)  # type: ignore[arg-type]
+        assert {limit for _, limit in seen.seen} == {"244.1 MiB"}
+        assert con.execute("SELECT current_setting('memory_limit')").fetchall() == [(default,)]
