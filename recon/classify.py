@@ -169,8 +169,8 @@ def prepare_run(con: duckdb.DuckDBPyConnection, case_insensitive: bool, day: dat
 
 
 def classify(con: duckdb.DuckDBPyConnection, run_id: int, channel: ChannelConfig, day: date,
-             shop: ShopAdapter, complete: bool, parts: int = 1) -> dict[str, int]:
-    """Write the results of one (channel, date) for ``run_id``; return counts per code.
+             shop: ShopAdapter, complete: bool, parts: int = 1) -> None:
+    """Write the results of one (channel, date) for ``run_id``, and their counts (``run_counts``).
 
     ``parts`` is what ``prepare_run`` returned; the statement that names ``$group`` runs once per group of
     parts (``part % $groups = $group``), as many groups as the channel's units need.
@@ -209,10 +209,6 @@ def classify(con: duckdb.DuckDBPyConnection, run_id: int, channel: ChannelConfig
     for table in CHANNEL_TABLES:
         con.execute(f"DROP TABLE IF EXISTS temp.{table}")
     con.execute(RUN_COUNTS_SQL, {"run": run_id, "channel": channel.id})
-    rows = con.execute(
-        "SELECT code, sum(results) FROM run_counts WHERE run_id = ? AND channel = ? GROUP BY code", [run_id, channel.id]
-    ).fetchall()
-    return {str(code): int(n) for code, n in rows}
 
 
 def end_run(con: duckdb.DuckDBPyConnection) -> None:
