@@ -102,14 +102,19 @@ def baseline(day: Day, folder: Path) -> dict[str, Any]:
 
 def import_day(day: Day, config: Config) -> float:
     """Import every statement of ``day`` into the store of ``config``; the seconds it took."""
-    from recon.importer import import_file
+    from recon.importer import ImportOutcome, prepare_import, read_statements, store_import
     from recon.lock import store_lock
     from recon.store import open_store
 
     start = time.perf_counter()
+    files = list(day.statements.items())
+    # As `recon import` reads its files: hashed ahead, the first while the store opens.
+    reads = read_statements([(path, config.channel(channel).kind) for channel, path in files])
     with store_lock(config.store_path), open_store(config, write=True) as con:
-        for channel, path in day.statements.items():
-            import_file(con, config, channel, path)
+        for (channel, path), read in zip(files, reads, strict=True):
+            prepared = prepare_import(con, config, channel, path, read.result())
+            if not isinstance(prepared, ImportOutcome):
+                store_import(con, config, prepared)
     return time.perf_counter() - start
 
 

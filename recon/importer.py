@@ -6,9 +6,11 @@ import dataclasses
 import hashlib
 import mmap
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -68,6 +70,44 @@ def read_statement(path: Path, kind: str) -> bytes | mmap.mmap:
         raise InputError(path, f"cannot read: {exc.strerror}") from None
 
 
+@dataclass(frozen=True)
+class StatementBytes:
+    """A statement file's contents (see ``read_statement``) and their sha256."""
+
+    raw: bytes | mmap.mmap
+    digest: str
+
+
+def read_hashed(path: Path, kind: str) -> StatementBytes:
+    raw = read_statement(path, kind)
+    return StatementBytes(raw, sha256_of(raw))
+
+
+# Files read and hashed ahead, each on a thread of its own (hashlib lets go of the GIL). A re-import is hashing
+# and little else: two files at a time, and the first ones while the store opens.
+READ_AHEAD_FILES = 2
+
+
+def read_statements(files: Sequence[tuple[Path, str]]) -> Iterator[Future[StatementBytes]]:
+    """Each (path, channel kind)'s ``read_hashed``, in order, as a future; the first ones start at once, before
+    the iterator is first advanced, and at most READ_AHEAD_FILES wait beyond the one handed out. A file that
+    cannot be read raises its InputError from its own future's ``result()``."""
+    pool = ThreadPoolExecutor(READ_AHEAD_FILES, thread_name_prefix="hash")
+    todo = iter(files)
+    pending = deque(pool.submit(read_hashed, path, kind) for path, kind in islice(todo, READ_AHEAD_FILES))
+
+    def handed_out() -> Iterator[Future[StatementBytes]]:
+        try:
+            while pending:
+                coming = pending.popleft()
+                pending.extend(pool.submit(read_hashed, path, kind) for path, kind in islice(todo, 1))
+                yield coming
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    return handed_out()
+
+
 def archive_path(digest: str, archive_dir: Path) -> Path:
     return archive_dir / digest[:2] / digest
 
@@ -100,12 +140,15 @@ class PreparedImport:
     parsed: ParsedStatement
 
 
-def prepare_import(con: duckdb.DuckDBPyConnection, config: Config, channel_id: str,
-                   path: Path) -> PreparedImport | ImportOutcome:
-    """Read and parse one file; an ImportOutcome when it was imported before. Changes nothing."""
+def prepare_import(con: duckdb.DuckDBPyConnection, config: Config, channel_id: str, path: Path,
+                   read: StatementBytes | None = None) -> PreparedImport | ImportOutcome:
+    """Read and parse one file (or take ``read``, its contents as ``read_statements`` read them); an
+    ImportOutcome when it was imported before. Changes nothing."""
     channel = config.channel(channel_id)
-    raw = read_statement(path, channel.kind)
-    digest = sha256_of(raw)
+    if read is None:
+        read = read_hashed(path, channel.kind)
+    raw, digest = read.raw, read.digest
+    del read
     seen = con.execute("SELECT import_id, channel FROM imports WHERE sha256 = ?", [digest]).fetchone()
     if seen:
         if seen[1] != channel_id:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -103,6 +104,28 @@ def test_import_reports_duplicates_and_a_bad_batch_imports_nothing(scenario: Sce
     assert first.exit_code == 0 and "1 rows, 1 new, 0 duplicate" in first.stdout
     again = runner.invoke(app, [*config, "import", "--channel", "pay", str(good), "--json"])
     assert json.loads(again.stdout)[0]["already_imported"] is True
+
+
+def test_import_of_many_files_names_each_unreadable_one_and_imports_none(scenario: Scenario) -> None:
+    """The files are read and hashed ahead of their checks; a file that cannot be read is still named in its
+    turn, the files after it are still checked, and the batch imports nothing."""
+    config = ["--config", str(scenario.folder / "recon.toml")]
+    first = scenario.statement([{"txn": "T1", "order": "O1", "amount": "10.00"}], name="first.csv")
+    missing = scenario.folder / "missing.csv"
+    folder = scenario.folder / "a-folder.csv"
+    folder.mkdir()
+    later = scenario.statement([{"txn": "T2", "order": "O2", "amount": "20.00"}], name="later.csv")
+    refused = runner.invoke(app, [*config, "import", "--channel", "pay", str(first), str(missing), str(later),
+                                  str(folder)])
+    assert refused.exit_code == 1
+    assert f"{missing}: cannot read: No such file or directory" in refused.stderr
+    assert f"{folder}: cannot read: Is a directory" in refused.stderr
+    assert scenario.query("SELECT count(*) AS n FROM imports")[0]["n"] == 0
+    both = runner.invoke(app, [*config, "import", "--channel", "pay", str(first), str(later), str(first), "--json"])
+    assert both.exit_code == 0, both.output
+    outcomes = json.loads(both.stdout)
+    assert [o["already_imported"] for o in outcomes] == [False, False, True]
+    assert outcomes[0]["sha256"] == outcomes[2]["sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
 
 
 def test_init_writes_a_template_and_will_not_overwrite(tmp_path: Path) -> None:

@@ -112,3 +112,19 @@ def test_the_store_never_draws_a_progress_bar(scenario: Scenario) -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_a_new_store_is_created_and_a_table_it_lacks_is_never_a_python_variable(scenario: Scenario) -> None:
+    """Opening finds a new store at version 0 and migrates it; afterwards a name the store does not hold is an
+    error, not a frame of that name in the calling function (DuckDB's replacement scans)."""
+    settlements = pl.DataFrame({"order_no": ["O1"]})  # noqa: F841  the name a mistaken query would pick up
+    with scenario.store() as store:
+        assert schema_version(store) == MIGRATIONS[-1][0]
+        try:
+            store.execute("SELECT * FROM settlements").fetchall()
+        except duckdb.CatalogException as exc:
+            assert "settlements" in str(exc)
+        else:
+            raise AssertionError("a Python variable was read as a store table")
+    with scenario.store(write=False) as reader:
+        assert schema_version(reader) == MIGRATIONS[-1][0]

@@ -10,7 +10,7 @@ import typer
 from recon.cli.common import handled, load, out, print_json
 from recon.errors import InputError, ReconError
 from recon.fetching import quarantine
-from recon.importer import ImportOutcome, PreparedImport, prepare_import, store_import
+from recon.importer import ImportOutcome, PreparedImport, prepare_import, read_statements, store_import
 from recon.lock import store_lock
 from recon.progress import steps
 from recon.store import open_store
@@ -25,13 +25,22 @@ def import_files(
 ) -> None:
     """Import statement files. Every file is checked first; if one is bad, none is imported."""
     config = load(ctx)
-    config.channel(channel)
+    kind = config.channel(channel).kind
+    # The files are read and hashed from here on, while the store opens.
+    reads = read_statements([(path, kind) for path in files])
     with store_lock(config.store_path), open_store(config, write=True) as con:
-        prepared: list[PreparedImport | ImportOutcome] = []
+        # A file named twice (or two copies of one) is one import: the later ones point at the first's place.
+        prepared: list[PreparedImport | ImportOutcome | int] = []
+        first_of: dict[str, int] = {}
         problems: list[ReconError] = []
-        for path in steps(files, "checking statements"):
+        for path, read in zip(steps(files, "checking statements"), reads, strict=True):
             try:
-                prepared.append(prepare_import(con, config, channel, path))
+                contents = read.result()
+                if contents.digest in first_of:
+                    prepared.append(first_of[contents.digest])
+                    continue
+                first_of[contents.digest] = len(prepared)
+                prepared.append(prepare_import(con, config, channel, path, contents))
             except InputError as exc:
                 kept = quarantine(config, f"{channel}_{path.name}", path.read_bytes() if path.is_file() else b"",
                                   None, str(exc))
@@ -40,7 +49,13 @@ def import_files(
             for problem in problems[:-1]:
                 typer.echo(f"error: {problem}", err=True)
             raise problems[-1]
-        outcomes = [p if isinstance(p, ImportOutcome) else store_import(con, config, p) for p in prepared]
+        outcomes: list[ImportOutcome] = []
+        for path, item in zip(files, prepared, strict=True):
+            if isinstance(item, int):
+                first = outcomes[item]
+                outcomes.append(ImportOutcome(str(path), channel, first.sha256, first.import_id, already_imported=True))
+            else:
+                outcomes.append(item if isinstance(item, ImportOutcome) else store_import(con, config, item))
     if json_out:
         print_json([_as_json(o) for o in outcomes])
         return
