@@ -10,8 +10,8 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import islice
 from datetime import UTC, date, datetime
+from itertools import islice
 from pathlib import Path
 
 import duckdb
