@@ -6,15 +6,12 @@ the same export file the ``export`` shop kind reads, so both figures reconcile i
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pymysql
 
+from bench.shop_ddl import table_ddl
 from recon.shops.connect import parse_dsn
-
-DDL = Path(__file__).resolve().parent.parent / "samples" / "dujiaoka_mysql.sql"
-ORDERS_DDL = re.compile(r"CREATE TABLE `orders` \(.*?\) ENGINE=[^;]*;", re.S)
 
 
 def load_orders(dsn: str, export: Path) -> int:
@@ -26,10 +23,8 @@ def load_orders(dsn: str, export: Path) -> int:
         with admin.cursor() as cur:
             cur.execute(f"CREATE DATABASE IF NOT EXISTS `{d.database}` CHARACTER SET utf8mb4")
             cur.execute(f"USE `{d.database}`")
-            cur.execute("DROP TABLE IF EXISTS `orders`")
-            found = ORDERS_DDL.search(DDL.read_text(encoding="utf-8"))
-            assert found is not None, "dujiaoka's orders DDL not found"
-            cur.execute(found.group(0))
+            for statement in table_ddl("orders"):
+                cur.execute(statement)
             cur.execute(
                 f"LOAD DATA LOCAL INFILE %s INTO TABLE `orders` CHARACTER SET utf8mb4 "
                 f"FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' LINES TERMINATED BY '\\n' IGNORE 1 LINES",

@@ -5,14 +5,15 @@ end (import of every statement, shop load, classification, ledger, exception wor
 same files, and checks recon's counts against the seeded differences and the baseline's. With
 ``--days K`` K consecutive days are also reconciled one after the other into one store, each day's import
 and run timed (a run must not cost more as the store's history grows). With
-``--mariadb DSN`` the same orders are also loaded into dujiaoka's table there and read into a store
-through the ``dujiaoka`` shop kind. Every phase runs in its own child process, so the peak RSS printed
+``--mariadb DSN`` / ``--postgres DSN`` the same orders are also loaded into dujiaoka's table there and read
+into a store through the ``dujiaoka`` shop kind. Every phase runs in its own child process, so the peak RSS printed
 is that phase's. Exit 1 when counts disagree.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import multiprocessing
 import sys
 import tempfile
@@ -26,6 +27,9 @@ from bench import phases
 from bench.generate import Day, generate
 
 DEFAULT_MARIADB = "mysql://root@127.0.0.1:3306/recon_bench"
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/recon_bench"
+# Shop databases the orders can also be read from: option → (label, module whose load_orders fills dujiaoka's table).
+DATABASES = {"mariadb": ("MariaDB", "bench.mariadb"), "postgres": ("PostgreSQL", "bench.postgres")}
 
 
 def in_child(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
@@ -53,7 +57,20 @@ def bench_days(n: int, folder: Path, first: Day, count: int) -> dict[str, Any]:
     return in_child(phases.day_after_day, days, configs)
 
 
-def bench_one(n: int, folder: Path, mariadb: str | None, days: int = 1) -> dict[str, Any]:
+def bench_database(name: str, dsn: str, folder: Path, day: Day) -> dict[str, Any]:
+    """The day's orders loaded into dujiaoka's table on database ``name`` (a key of DATABASES) at ``dsn``, then
+    read into an empty store through the ``dujiaoka`` shop kind, timed."""
+    load_orders = importlib.import_module(DATABASES[name][1]).load_orders
+    loaded = load_orders(dsn, day.shop_export)
+    db_folder = folder / name
+    db_folder.mkdir(exist_ok=True)
+    for old in db_folder.glob("recon.duckdb*"):
+        old.unlink()
+    db_config = phases.write_config(db_folder, f'kind = "dujiaoka"\ndsn = "{dsn}"')
+    return {"loaded": loaded, **in_child(phases.shop_into_store, db_config)}
+
+
+def bench_one(n: int, folder: Path, databases: dict[str, str], days: int = 1) -> dict[str, Any]:
     """All phases at ``n`` orders in ``folder``; a row of the scaling table."""
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("recon.duckdb*"):
@@ -65,23 +82,15 @@ def bench_one(n: int, folder: Path, mariadb: str | None, days: int = 1) -> dict[
     base = in_child(phases.baseline, day, folder)
     recon = in_child(phases.recon_end_to_end, day, config)
     row = {"n": n, "generated": generated, "baseline": base, "recon": recon, "expected": day.expected}
-    if mariadb:
-        from bench.mariadb import load_orders
-
-        loaded = load_orders(mariadb, day.shop_export)
-        db_folder = folder / "mariadb"
-        db_folder.mkdir(exist_ok=True)
-        for old in db_folder.glob("recon.duckdb*"):
-            old.unlink()
-        db_config = phases.write_config(db_folder, f'kind = "dujiaoka"\ndsn = "{mariadb}"')
-        row["mariadb"] = {"loaded": loaded, **in_child(phases.shop_into_store, db_config)}
+    for name, dsn in databases.items():
+        row[name] = bench_database(name, dsn, folder, day)
     if days > 1:
         row["days"] = bench_days(n, folder, day, days)
     return row
 
 
 def report(row: dict[str, Any]) -> bool:
-    """Print one N's figures; True when the counts agree."""
+    """Print one N's figures; True when the counts agree (and every order of a shop database reached the store)."""
     t, base = row["recon"]["times"], row["baseline"]
     total = t["import"] + t["reconcile"]
     print(f"\n== {row['n']:,} orders (generated in {row['generated']:.1f} s)")
@@ -89,12 +98,16 @@ def report(row: dict[str, Any]) -> bool:
     print(f"recon: import {t['import']:.2f} s + run {t['run']:.2f} s + report {t['report']:.2f} s = {total:.2f} s "
           f"→ ratio {total / base['seconds']:.1f}x; re-import {t['reimport']:.3f} s "
           f"({100 * t['reimport'] / t['import']:.1f} % of the import); peak RSS {row['recon']['rss']:.0f} MiB")
-    if "mariadb" in row:
-        m = row["mariadb"]
-        print(f"MariaDB (dujiaoka kind): {m['rows']:,} orders into the store in {m['seconds']:.2f} s "
-              f"(table holds {m['loaded']:,}), peak RSS {m['rss']:.0f} MiB")
     got, expected, bare = row["recon"]["counts"], row["expected"], base["counts"]
     ok = got == expected == bare
+    for name, (label, _) in DATABASES.items():
+        if name in row:
+            m = row[name]
+            # Every order of the table is of the day, so all of them are in the run's window.
+            agree = m["rows"] == m["loaded"]
+            ok = ok and agree
+            print(f"{label} (dujiaoka kind): {m['rows']:,} orders into the store in {m['seconds']:.2f} s "
+                  f"(table holds {m['loaded']:,}{'' if agree else ' MISMATCH'}), peak RSS {m['rss']:.0f} MiB")
     if "days" in row:
         print(f"day after day into one store (peak RSS {row['days']['rss']:.0f} MiB):")
         for day in row["days"]["days"]:
@@ -109,12 +122,12 @@ def report(row: dict[str, Any]) -> bool:
 
 def table(rows: list[dict[str, Any]]) -> None:
     print("\n| orders | baseline s | import s | run s | report s | recon total s | ratio | s per 1 M | "
-          "re-import s | peak RSS MiB | MariaDB → store s |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "re-import s | peak RSS MiB | MariaDB → store s | PostgreSQL → store s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         t = row["recon"]["times"]
         total = t["import"] + t["reconcile"]
-        db = f"{row['mariadb']['seconds']:.2f}" if "mariadb" in row else "–"
+        db = " | ".join(f"{row[name]['seconds']:.2f}" if name in row else "–" for name in DATABASES)
         print(f"| {row['n']:,} | {row['baseline']['seconds']:.2f} | {t['import']:.2f} | {t['run']:.2f} | "
               f"{t['report']:.2f} | {total:.2f} | {total / row['baseline']['seconds']:.1f}x | "
               f"{total / row['n'] * 1e6:.2f} | {t['reimport']:.3f} | {row['recon']['rss']:.0f} | {db} |")
@@ -129,12 +142,15 @@ def main() -> int:
                              "each day's import and run time (the cost of a growing history)")
     parser.add_argument("--mariadb", nargs="?", const=DEFAULT_MARIADB, default=None, metavar="DSN",
                         help=f"also load the orders into MariaDB/MySQL and time reading them (default {DEFAULT_MARIADB})")
+    parser.add_argument("--postgres", nargs="?", const=DEFAULT_POSTGRES, default=None, metavar="DSN",
+                        help=f"also load the orders into PostgreSQL and time reading them (default {DEFAULT_POSTGRES})")
     args = parser.parse_args()
     root = args.workdir or Path(tempfile.mkdtemp(prefix="recon-bench-"))
     print(f"work folder {root}")
     rows, ok = [], True
     for n in args.orders:
-        row = bench_one(n, root / f"n{n}", args.mariadb, args.days)
+        databases = {name: dsn for name, dsn in (("mariadb", args.mariadb), ("postgres", args.postgres)) if dsn}
+        row = bench_one(n, root / f"n{n}", databases, args.days)
         ok = report(row) and ok
         rows.append(row)
     table(rows)

@@ -83,7 +83,7 @@ CHANNEL = CHANNEL_TOML.format(extra="")
 
 
 def create_pg_tables(connect: Any) -> None:
-    """dujiaoka's real DDL, translated mechanically for PostgreSQL (tests/dujiaoka_db.translate)."""
+    """dujiaoka's real DDL, translated mechanically for PostgreSQL (bench.shop_ddl.translate)."""
     con = connect()
     try:
         for statement in ddl_statements():
