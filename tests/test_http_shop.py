@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from recon.config import load_config
 from recon.errors import ShopError
 from recon.shops import open_shop
+from recon.shops.http import ORDERS_IN_FLIGHT
 from recon_cli import app
 from tests.alert_servers import answer_json
 from tests.scenario import CHANNEL_TOML, STATEMENT_COLUMNS
@@ -34,6 +35,18 @@ class Book:
     orders: dict[str, dict[str, Any]]
     posts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     sleep_after_complete: float = 0.0
+    # Asking for one order by number: how long each answer takes, which are refused (403), and how many such
+    # requests were being answered at once, at most.
+    order_delay: float = 0.0
+    refused: set[str] = field(default_factory=set)
+    in_flight: int = 0
+    most_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def answering(self, delta: int) -> None:
+        with self.lock:
+            self.in_flight += delta
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
 
 
 def _orders() -> dict[str, dict[str, Any]]:
@@ -78,8 +91,14 @@ def _handler(book: Book) -> type[BaseHTTPRequestHandler]:
                 more = offset + 2 < len(hits)
                 self._answer(200, {"orders": page, **({"next": str(offset + 2)} if more else {})})
             elif len(parts) == 3 and parts[:2] == ["api", "orders"]:
+                book.answering(+1)
+                time.sleep(book.order_delay)
+                book.answering(-1)
                 order = book.orders.get(parts[2])
-                self._answer(200, order) if order else self._answer(404, {"error": "no such order"})
+                if parts[2] in book.refused:
+                    self._answer(403, {"error": "not yours"})
+                else:
+                    self._answer(200, order) if order else self._answer(404, {"error": "no such order"})
             else:
                 self._answer(404, {"error": "no route"})
 
@@ -175,6 +194,26 @@ def test_reads_a_paged_window_with_exact_amounts(book: tuple[Book, str], tmp_pat
         ("pending", "new", "1")
     named = shop.orders_by_no(["H-DONE", "NOPE"])
     assert named["order_no"].to_list() == ["H-DONE"] and named["channel_txn_id"].to_list() == ["T-DONE"]
+
+
+def test_orders_asked_by_number_go_a_few_at_a_time_and_come_back_in_order(
+        book: tuple[Book, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state, base = book
+    template = state.orders["H-DONE"]
+    numbers = [f"H-B{i:02d}" for i in range(12)]
+    state.orders.update({n: {**template, "sn": n, "total": f"{i}.10"} for i, n in enumerate(numbers)})
+    state.order_delay = 0.2
+    shop = open_shop(load_config(_folder(tmp_path, base, monkeypatch) / "recon.toml"))
+    named = shop.orders_by_no([*reversed(numbers), "NOPE", numbers[3]])
+    assert named["order_no"].to_list() == numbers  # each once, in number order; the unknown one left out
+    assert named["amount"].to_list() == [Decimal(f"{i}.10") for i in range(12)]
+    # A backlog is asked several at a time, never more than the shop is promised.
+    assert state.most_in_flight == ORDERS_IN_FLIGHT > 1
+    state.refused = {numbers[7], numbers[9]}
+    with pytest.raises(ShopError) as caught:
+        shop.orders_by_no(numbers)
+    assert "HTTP 403" in str(caught.value) and f"/orders/{numbers[7]} " in str(caught.value)
+    assert TOKEN not in str(caught.value)
 
 
 def test_run_apply_completes_the_paid_pending_order_once(book: tuple[Book, str], tmp_path: Path,
