@@ -27,6 +27,7 @@ from recon.importer import (
     archive,
     check_merchant,
     prepare_import,
+    read_statements,
     store_import,
     store_parsed,
 )
@@ -55,8 +56,10 @@ def quarantine_dir(config: Config) -> Path:
     return config.store_path.parent / "quarantine"
 
 
-def quarantine(config: Config, name: str, raw: bytes | None, source: Path | None, reason: str) -> Path:
-    """Keep a refused statement for a person to look at, with the reason beside it."""
+def quarantine(config: Config, name: str, raw: bytes | None, source: Path | None, reason: str,
+               keep_source: bool = False) -> Path:
+    """Keep a refused statement for a person to look at, with the reason beside it: ``raw``, or the file
+    ``source``, moved there (copied with ``keep_source``: a file a person named on the command line stays)."""
     folder = quarantine_dir(config)
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -65,7 +68,9 @@ def quarantine(config: Config, name: str, raw: bytes | None, source: Path | None
     while target.exists():  # two refused files of one name in one second (e.g. a/bill.csv and b/bill.csv)
         copy += 1
         target = folder / f"{stamp}-{copy}_{Path(name).name}"
-    if source is not None:
+    if source is not None and keep_source:
+        shutil.copyfile(source, target)  # a copy streamed by the kernel, never the file's bytes in memory
+    elif source is not None:
         shutil.move(source, target)
     elif raw is not None:
         target.write_bytes(raw)
@@ -121,10 +126,14 @@ def _drain_inbox(con: duckdb.DuckDBPyConnection, config: Config, channel: Channe
         outcome.error = InputError(inbox, "the channel's inbox folder does not exist")
         return outcome
     done = inbox / "done"
-    for path in sorted(p for p in inbox.iterdir() if p.is_file() and not p.name.startswith(".")):
+    files = sorted(p for p in inbox.iterdir() if p.is_file() and not p.name.startswith("."))
+    # Read and hashed ahead, as `recon import` reads its files; each is still checked against the store and
+    # stored in turn, so a second copy of a file finds the first one imported.
+    for path, read in zip(files, read_statements([(path, channel.kind) for path in files]), strict=True):
         try:
-            prepared = prepare_import(con, config, channel.id, path)
+            prepared = prepare_import(con, config, channel.id, path, read.result())
         except InputError as exc:
+            del read  # a refused file's bytes are not held while it is moved
             quarantine(config, f"{channel.id}_{path.name}", None, path, str(exc))
             outcome.error = exc
             continue

@@ -99,9 +99,9 @@ def read_statements(files: Sequence[tuple[Path, str]]) -> Iterator[Future[Statem
     def handed_out() -> Iterator[Future[StatementBytes]]:
         try:
             while pending:
-                coming = pending.popleft()
                 pending.extend(pool.submit(read_hashed, path, kind) for path, kind in islice(todo, 1))
-                yield coming
+                # Handed out without a name here: a caller that lets go of a file's future lets go of its bytes.
+                yield pending.popleft()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

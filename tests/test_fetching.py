@@ -24,12 +24,18 @@ def test_inbox_files_are_imported_and_moved_bad_ones_quarantined(tmp_path: Path)
     s.order("O1", "10.00", trade_no="T1")
     good = s.statement([{"txn": "T1", "order": "O1", "amount": "10.00"}], name="inbox/pay/a_good.csv")
     bad = s.statement([{"txn": "T2", "order": "O2", "amount": "abc"}], name="inbox/pay/b_bad.csv")
+    # The good bill downloaded twice: the second copy, read ahead with the others, finds the first one stored.
+    again = tmp_path / "inbox" / "pay" / "c_good (1).csv"
+    again.write_bytes(good.read_bytes())
     result = runner.invoke(app, ["--config", str(tmp_path / "recon.toml"), "fetch", "--date", "2026-11-20", "--json"])
     assert result.exit_code == 1
     body = json.loads(result.stdout)
     assert body[0]["mode"] == "inbox" and body[0]["rows_new"] == 1
     assert "b_bad.csv:2: amount: 'abc' is not an amount" in body[0]["error"]
-    assert not good.exists() and (tmp_path / "inbox" / "pay" / "done" / "a_good.csv").exists()
+    done = tmp_path / "inbox" / "pay" / "done"
+    assert not good.exists() and (done / "a_good.csv").exists()
+    assert not again.exists() and (done / again.name).exists()
+    assert s.query("SELECT count(*) AS n FROM imports")[0]["n"] == 1
     assert not bad.exists()
     kept = sorted((tmp_path / "quarantine").iterdir())
     assert [p.name.split("_", 1)[1] for p in kept] == ["pay_b_bad.csv", "pay_b_bad.csv.reason.txt"]
@@ -57,4 +63,5 @@ def test_a_refused_hand_import_keeps_a_copy_in_quarantine(scenario: Scenario) ->
     assert result.exit_code == 1
     assert "(a copy is kept in" in result.stderr
     assert bad.exists()
-    assert any(p.name.endswith("pay_bad.csv") for p in (scenario.folder / "quarantine").iterdir())
+    [kept] = [p for p in (scenario.folder / "quarantine").iterdir() if p.name.endswith("pay_bad.csv")]
+    assert kept.read_bytes() == bad.read_bytes()

@@ -35,15 +35,16 @@ def import_files(
         problems: list[ReconError] = []
         for path, read in zip(steps(files, "checking statements"), reads, strict=True):
             try:
-                contents = read.result()
-                if contents.digest in first_of:
-                    prepared.append(first_of[contents.digest])
+                digest = read.result().digest
+                if digest in first_of:
+                    prepared.append(first_of[digest])
                     continue
-                first_of[contents.digest] = len(prepared)
-                prepared.append(prepare_import(con, config, channel, path, contents))
+                first_of[digest] = len(prepared)
+                prepared.append(prepare_import(con, config, channel, path, read.result()))
             except InputError as exc:
-                kept = quarantine(config, f"{channel}_{path.name}", path.read_bytes() if path.is_file() else b"",
-                                  None, str(exc))
+                del read  # a refused file's bytes are not held while its copy is made
+                kept = quarantine(config, f"{channel}_{path.name}", None if path.is_file() else b"",
+                                  path if path.is_file() else None, str(exc), keep_source=True)
                 problems.append(InputError(exc.file, f"{exc.problem} (a copy is kept in {kept.parent})", exc.line))
         if problems:
             for problem in problems[:-1]:
