@@ -173,20 +173,23 @@ def _scan_text_table(path: Path, wanted: set[str]) -> Iterator[pl.DataFrame]:
             header = pl.read_csv(io.BytesIO(first), n_rows=0, **options).columns
             used = [i for i, c in enumerate(header) if _clean(c) in wanted]
             names = {header[i]: _clean(header[i]) for i in used}
-            empty, size = True, SLICE_BYTES
+            empty, buffer = True, bytearray(SLICE_BYTES)
             # Each slice is read at its own offset, up to the last record it holds whole; the records after
             # that are read again with the next slice. Joining a carried tail to the next block copied every
             # slice twice more, and at gigabytes the copies of fresh memory took longer than the parsing.
-            while block := fh.read(size):
-                end = _cut(block, quote) if len(block) == size else len(block)
+            # Slices are read into one buffer, and only the records handed to polars are copied out of it: a
+            # fresh block per read, then its records cut off as another, cost a page fault per 4 KiB twice.
+            while got := fh.readinto(buffer):
+                end = _cut(buffer, quote) if got == len(buffer) else got
                 if not end:  # one record longer than a slice: read a larger one
-                    fh.seek(-len(block), io.SEEK_CUR)
-                    size *= 2
+                    fh.seek(-got, io.SEEK_CUR)
+                    buffer = bytearray(2 * len(buffer))
                     continue
-                fh.seek(end - len(block), io.SEEK_CUR)
-                batch = pl.read_csv(block if end == len(block) else block[:end], has_header=False,
-                                    new_columns=header, columns=used, **options)
-                del block
+                fh.seek(end - got, io.SEEK_CUR)
+                with memoryview(buffer) as whole:
+                    records = bytes(whole[:end])
+                batch = pl.read_csv(records, has_header=False, new_columns=header, columns=used, **options)
+                del records
                 if batch.height:
                     empty = False
                     yield batch.rename(names)
@@ -198,7 +201,7 @@ def _scan_text_table(path: Path, wanted: set[str]) -> Iterator[pl.DataFrame]:
         yield pl.DataFrame(schema={name: pl.String for name in names.values()})
 
 
-def _cut(data: bytes, quote: str | None) -> int:
+def _cut(data: bytes | bytearray, quote: str | None) -> int:
     """Just after the last line break of ``data`` that is not inside a quoted field; 0 when there is none.
 
     In a CSV whose quotes are doubled inside fields (RFC 4180), a line break is inside a quoted field when
