@@ -21,6 +21,7 @@ from fetchers.http import ChannelSession
 from fetchers.tabular import canonical
 from recon.config import ChannelConfig, Config
 from recon.errors import ConfigError, InputError, ReconError
+from recon.filecopy import copy_file
 from recon.importer import (
     ImportOutcome,
     PreparedImport,
@@ -69,7 +70,7 @@ def quarantine(config: Config, name: str, raw: bytes | None, source: Path | None
         copy += 1
         target = folder / f"{stamp}-{copy}_{Path(name).name}"
     if source is not None and keep_source:
-        shutil.copyfile(source, target)  # a copy streamed by the kernel, never the file's bytes in memory
+        copy_file(source, target)  # by the kernel, never the file's bytes in memory
     elif source is not None:
         shutil.move(source, target)
     elif raw is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ import duckdb
 
 from recon.config import Config
 from recon.errors import LockBusy, StoreError
+from recon.filecopy import copy_file
 from recon.migrations import MIGRATIONS
 
 # A reader waits this long for a writer to close the file before reading the last published
@@ -43,7 +43,7 @@ def publish_snapshot(config: Config) -> Path | None:
     target = snapshot_path(source)
     partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        shutil.copyfile(source, partial)
+        copy_file(source, partial)  # shares the blocks where the file system can
         with open(partial, "rb") as f:
             os.fsync(f.fileno())
         os.replace(partial, target)
