@@ -6,6 +6,7 @@ Fetched bills are stored exactly like imported files (archived by sha256, dedupl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -135,13 +136,15 @@ def _drain_inbox(con: duckdb.DuckDBPyConnection, config: Config, channel: Channe
             prepared = prepare_import(con, config, channel.id, path, read.result())
         except InputError as exc:
             del read  # a refused file's bytes are not held while it is moved
-            quarantine(config, f"{channel.id}_{path.name}", None, path, str(exc))
+            if path.exists():  # else a person or a sync tool took it away since the listing: nothing to keep
+                quarantine(config, f"{channel.id}_{path.name}", None, path, str(exc))
             outcome.error = exc
             continue
         result = prepared if isinstance(prepared, ImportOutcome) else store_import(con, config, prepared)
         outcome.imports.append(result)
         done.mkdir(exist_ok=True)
-        os.replace(path, done / path.name)
+        with contextlib.suppress(FileNotFoundError):  # stored and archived; taken away since it was read
+            os.replace(path, done / path.name)
     return outcome
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
+
+from recon import fetching
 
 from recon_cli import app
 from tests.scenario import Scenario
@@ -65,3 +68,37 @@ def test_a_refused_hand_import_keeps_a_copy_in_quarantine(scenario: Scenario) ->
     assert bad.exists()
     [kept] = [p for p in (scenario.folder / "quarantine").iterdir() if p.name.endswith("pay_bad.csv")]
     assert kept.read_bytes() == bad.read_bytes()
+
+
+def test_inbox_files_taken_away_while_it_drains_stop_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A person or a sync tool moves files out of the inbox while the nightly run drains it: one before recon reads
+    it, one after it is stored. The first is an error naming it, the second is imported, the rest drain on."""
+    s = inbox_scenario(tmp_path)
+    s.order("O1", "10.00", trade_no="T1")
+    s.order("O3", "30.00", trade_no="T3")
+    gone = s.statement([{"txn": "T2", "order": "O2", "amount": "2.00"}], name="inbox/pay/a_gone.csv")
+    taken = s.statement([{"txn": "T1", "order": "O1", "amount": "10.00"}], name="inbox/pay/b_taken.csv")
+    stays = s.statement([{"txn": "T3", "order": "O3", "amount": "30.00"}], name="inbox/pay/c_stays.csv")
+    listed = fetching.read_statements
+    stored = fetching.store_import
+
+    def read_after_one_is_gone(files: list[tuple[Path, str]]) -> object:
+        gone.unlink()
+        return listed(files)
+
+    def store_then_take_away(*args: object, **kwargs: object) -> object:
+        outcome = stored(*args, **kwargs)  # type: ignore[arg-type]
+        if taken.exists():
+            taken.unlink()
+        return outcome
+
+    monkeypatch.setattr(fetching, "read_statements", read_after_one_is_gone)
+    monkeypatch.setattr(fetching, "store_import", store_then_take_away)
+    result = runner.invoke(app, ["--config", str(tmp_path / "recon.toml"), "fetch", "--date", "2026-11-20", "--json"])
+    assert result.exit_code == 1, result.output
+    body = json.loads(result.stdout)
+    assert "a_gone.csv" in body[0]["error"] and "cannot read" in body[0]["error"]
+    assert body[0]["rows_new"] == 2
+    assert not stays.exists() and (tmp_path / "inbox" / "pay" / "done" / "c_stays.csv").exists()
+    assert not (tmp_path / "quarantine").exists()
+    assert s.query("SELECT count(*) AS n FROM channel_txn")[0]["n"] == 2
