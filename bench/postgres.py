@@ -27,9 +27,8 @@ def load_orders(dsn: str, export: Path) -> int:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(d.database)))
     with psycopg.connect(dbname=d.database, **server) as con:
         for statement in table_ddl("orders"):
-            for part in (translate(statement, "postgresql") or "").split(";\n"):
-                if part:
-                    con.execute(part)  # type: ignore[arg-type]  # dujiaoka's own DDL, not user input
+            for part in translate(statement, "postgresql"):
+                con.execute(part)  # type: ignore[arg-type]  # dujiaoka's own DDL, not user input
         with con.cursor() as cur, cur.copy("COPY orders FROM STDIN (FORMAT csv, HEADER true, NULL '\\N')") as copy:
             with export.open("rb") as source:
                 while block := source.read(COPY_BLOCK):

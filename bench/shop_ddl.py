@@ -28,11 +28,11 @@ def table_ddl(table: str) -> list[str]:
     return found
 
 
-def translate(statement: str, dialect: str) -> str | None:
-    """A MySQL DDL statement for PostgreSQL / SQLite (None: one they need not run); several statements are
-    joined by ';\\n' (an index MySQL declares inside the table is a statement of its own there)."""
+def translate(statement: str, dialect: str) -> list[str]:
+    """A MySQL DDL statement as the statements PostgreSQL / SQLite run for it: none for a session ``SET``, and an
+    index MySQL declares inside its table as a statement of its own after it."""
     if statement.upper().startswith("SET "):
-        return None
+        return []
     s = statement.replace("`", "")
     s = re.sub(r"\s+CHARACTER SET \w+ COLLATE \w+", "", s)
     s = re.sub(r"\s+COMMENT\s*'[^']*'", "", s)
@@ -50,4 +50,4 @@ def translate(statement: str, dialect: str) -> str | None:
     else:
         s = re.sub(r"\b(bigint|int) NOT NULL AUTO_INCREMENT", "INTEGER PRIMARY KEY AUTOINCREMENT", s)
         s = re.sub(r",\n\s*PRIMARY KEY \(id\)", "", s)
-    return ";\n".join([s, *extra])
+    return [s, *extra]

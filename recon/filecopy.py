@@ -7,8 +7,9 @@ import os
 import shutil
 from pathlib import Path
 
-# What copy_file_range answers where it cannot serve a copy: a kernel or sandbox without the call, another file
-# system (EXDEV), one that does not support it (EINVAL, EOPNOTSUPP). Then the file is copied the usual way.
+# What copy_file_range answers where it cannot serve a copy: a kernel without the call (ENOSYS), a sandbox that
+# forbids it (EPERM), another file system (EXDEV), one that does not support it (EINVAL, EOPNOTSUPP). Then the
+# file is copied the usual way.
 UNSUPPORTED = frozenset({errno.ENOSYS, errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM})
 
 

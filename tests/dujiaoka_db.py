@@ -158,10 +158,8 @@ def postgres_db() -> Iterator[ShopDb]:
         try:
             with pg_connect(name) as con:
                 for statement in ddl_statements():
-                    pg = translate(statement, "postgresql")
-                    if pg:
-                        for part in pg.split(";\n"):
-                            con.execute(part)  # type: ignore[arg-type]
+                    for part in translate(statement, "postgresql"):
+                        con.execute(part)  # type: ignore[arg-type]
                 con.commit()
             yield ShopDb("postgresql", lambda: pg_connect(name), name)
         finally:
@@ -173,9 +171,8 @@ def sqlite_db(directory: Path) -> Iterator[ShopDb]:
     path = directory / f"dujiaoka_{secrets.token_hex(4)}.sqlite"
     con = sqlite3.connect(path)
     for statement in ddl_statements():
-        lite = translate(statement, "sqlite")
-        if lite:
-            con.executescript(lite + ";")
+        for part in translate(statement, "sqlite"):
+            con.execute(part)
     con.close()
     yield ShopDb("sqlite", lambda: sqlite3.connect(path, timeout=30), str(path))
 

@@ -87,10 +87,8 @@ def create_pg_tables(connect: Any) -> None:
     con = connect()
     try:
         for statement in ddl_statements():
-            pg = translate(statement, "postgresql")
-            for part in (pg or "").split(";\n"):
-                if part.strip():
-                    con.execute(part)
+            for part in translate(statement, "postgresql"):
+                con.execute(part)
         con.commit()
     finally:
         con.close()

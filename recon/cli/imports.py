@@ -43,8 +43,9 @@ def import_files(
                 prepared.append(prepare_import(con, config, channel, path, read.result()))
             except InputError as exc:
                 del read  # a refused file's bytes are not held while its copy is made
-                kept = quarantine(config, f"{channel}_{path.name}", None if path.is_file() else b"",
-                                  path if path.is_file() else None, str(exc), keep_source=True)
+                source = path if path.is_file() else None  # a missing file or a folder: an empty copy beside the reason
+                kept = quarantine(config, f"{channel}_{path.name}", None if source else b"", source, str(exc),
+                                  keep_source=True)
                 problems.append(InputError(exc.file, f"{exc.problem} (a copy is kept in {kept.parent})", exc.line))
         if problems:
             for problem in problems[:-1]:
