@@ -28,6 +28,10 @@ def day_bounds(day: date, zone: str) -> tuple[datetime, datetime]:
 def prepare(con: duckdb.DuckDBPyConnection) -> None:
     """Session helpers the classification SQL uses."""
     con.execute("CREATE OR REPLACE TEMP MACRO money(x) AS CAST(CAST(x AS DECIMAL(20,2)) AS VARCHAR)")
+    # An amount that may hold fractions of a cent (WeChat writes fees to five places): to the cent where it is
+    # whole cents, else every place it has. DuckDB's format() would print a DECIMAL as a DOUBLE.
+    con.execute("CREATE OR REPLACE TEMP MACRO exact_money(x) AS CASE WHEN x = round(x, 2) THEN money(x) "
+                "ELSE rtrim(CAST(x AS VARCHAR), '0') END")
     con.execute("CREATE OR REPLACE TEMP TABLE code_priority (code VARCHAR, priority INTEGER)")
     con.executemany("INSERT INTO code_priority VALUES (?, ?)", [(c.code, c.priority) for c in CODES])
 

@@ -181,10 +181,15 @@ def test_fee_mismatch_and_fee_tolerance(tmp_path: Path) -> None:
     sc = Scenario(tmp_path, channel_extra="fee_rate = 0.006\n")
     sc.order("O1", "100.00")
     sc.order("O2", "100.00")
+    sc.order("O3", "100.00")
     res = day_with(sc, [{"txn": "T1", "order": "O1", "amount": "100.00", "fee": "0.80"},
-                        {"txn": "T2", "order": "O2", "amount": "100.00", "fee": "0.61"}])
+                        {"txn": "T2", "order": "O2", "amount": "100.00", "fee": "0.61"},
+                        {"txn": "T3", "order": "O3", "amount": "100.00", "fee": "0.62500"}])
     check(res["O1"], "fee_mismatch", "100.00", "100.00", 3)
     assert (res["O1"]["fee"], res["O1"]["expected_fee"]) == (Decimal("0.80"), Decimal("0.60"))
+    # money as the cent, or finer where the channel charged a fraction of one; never a float's digits
+    assert res["O1"]["detail"] == "fee 0.80 where the configured rate gives 0.60"
+    assert res["O3"]["detail"] == "fee 0.625 where the configured rate gives 0.60"
     assert res["O2"]["code"] == "matched"  # 0.01 off is within the default fee_tolerance
 
 

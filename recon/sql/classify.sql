@@ -195,7 +195,8 @@ SELECT $run_id, $channel, $d, r.code, r.unit_key, r.order_no, r.channel_txn_id,
                 CASE WHEN r.refunded IS NULL THEN 'the payment' ELSE money(-r.refunded) END, r.shop_status)
            WHEN 'trade_no_mismatch' THEN format('shop recorded {}, channel reports {}', r.shop_channel_txn_id,
                 r.channel_txn_id)
-           WHEN 'fee_mismatch' THEN format('fee {} where the configured rate gives {}', r.fee, r.expected_fee)
+           WHEN 'fee_mismatch' THEN format('fee {} where the configured rate gives {}', exact_money(r.fee),
+                money(r.expected_fee))
            WHEN 'pending' THEN CASE WHEN $incomplete THEN 'the channel records for this date are not all in yet'
                 WHEN r.n_pending > 0 THEN 'the channel record is not final yet'
                 ELSE 'created near the day boundary: may be booked in the next day''s bill' END
