@@ -11,8 +11,9 @@ from pathlib import Path
 import duckdb
 from openpyxl import load_workbook
 
-from jobs.reconcile import write_reports
-from recon.store import open_store
+from jobs.reconcile import reconcile, write_reports
+from recon.lock import store_lock
+from recon.store import open_store, snapshot_path
 from reports import load_report
 from recon.taxonomy import label
 from tests.scenario import DAY, Scenario
@@ -163,3 +164,28 @@ def test_a_store_without_a_configured_memory_limit_gets_duckdbs_default_back(sce
         load_report(seen, DAY, None, "Asia/Shanghai", with_results=False)  # type: ignore[arg-type]
         assert {limit for _, limit in seen.seen} == {"244.1 MiB"}
         assert con.execute("SELECT current_setting('memory_limit')").fetchall() == [(default,)]
+
+
+def test_a_run_whose_workbook_cannot_be_written_still_publishes_the_snapshot_and_lets_the_store_go(
+        scenario: Scenario, tmp_path: Path) -> None:
+    """The workbook is written while the store is copied for readers: a failure of one leaves the other done."""
+    scenario.order("O1", "10.00")
+    scenario.import_(scenario.statement([{"txn": "T1", "order": "O1", "amount": "12.00"}]))
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the reports folder should be")
+    try:
+        reconcile(scenario.config, DAY, None, "test run", formats=["xlsx"], out_dir=blocked)
+    except OSError as exc:
+        assert str(blocked) in str(exc)
+    else:
+        raise AssertionError("the workbook cannot be written there")
+    # the run is committed and published for readers, and the store's lock is free for the next command
+    with duckdb.connect(str(snapshot_path(scenario.config.store_path)), read_only=True) as snap:
+        assert snap.execute("SELECT status FROM runs").fetchall() == [("succeeded",)]
+    with store_lock(scenario.config.store_path, "next"):
+        pass
+    summary, _ = reconcile(scenario.config, DAY, None, "test run", formats=["xlsx"], out_dir=tmp_path / "out")
+    [workbook] = summary.reports
+    assert load_workbook(workbook)[label("amount_mismatch", scenario.config.reports.language)].max_row == 2
+    with duckdb.connect(str(snapshot_path(scenario.config.store_path)), read_only=True) as snap:
+        assert snap.execute("SELECT count(*) FROM runs WHERE status = 'succeeded'").fetchall() == [(2,)]
