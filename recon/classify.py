@@ -76,6 +76,9 @@ EARLIER_BOOKED_ROWS = f"""SELECT channel, business_date, {KEY} AS unit_key
     WHERE order_no IS NOT NULL AND NOT {ON_WINDOW_DATES}
       AND business_date >= (SELECT min(created_at)::DATE - 2 FROM keyed)
       AND {KEY} IN (SELECT unit_key FROM keyed)"""
+# An order's number is kept only where it is not its unit key (``other_order_no``; the key is the number itself,
+# or upper-cased for a shop that ignores case): the table is spilled and read back by every channel's pass, and
+# a second copy of ten million numbers was a seventh of it. ``coalesce(other_order_no, unit_key)`` is the number.
 # ``booked``: the order's money is on some channel's rows; ``booked_channel``/``booked_date``: the one
 # (channel, date) it is booked on, NULL when booked on several. The places are joined as they are
 # aggregated, not kept as a table of every order number of every bill held.
@@ -89,7 +92,8 @@ RUN_ORDERS_SQL = """
                CASE WHEN min(channel) = max(channel) AND min(business_date) = max(business_date)
                     THEN min(business_date) END AS booked_date
         FROM ({booked_rows}) GROUP BY unit_key)
-    SELECT k.*, p.unit_key IS NOT NULL AS booked, p.booked_channel, p.booked_date
+    SELECT k.* EXCLUDE (order_no), nullif(k.order_no, k.unit_key) AS other_order_no,
+           p.unit_key IS NOT NULL AS booked, p.booked_channel, p.booked_date
     FROM keyed k LEFT JOIN places p USING (unit_key)
 """
 # The few orders whose money is booked in several places (channels or dates).

@@ -250,6 +250,7 @@ def test_order_numbers_match_case_insensitively(scenario: Scenario) -> None:
     res = day_with(scenario, [{"txn": "T1", "order": "ABCdef1", "amount": "10.00"}])
     assert set(res) == {"ABCDEF1"}
     check(res["ABCDEF1"], "matched", "10.00", "10.00", None)
+    assert res["ABCDEF1"]["order_no"] == "abcDEF1"  # the shop's own number, not the key it is matched by
 
 
 def test_order_paid_on_another_channel_is_not_shop_only(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ WITH candidates AS (
            row_number() OVER (PARTITION BY t.txn_id ORDER BY s.created_at DESC, s.order_no) AS nth_order,
            row_number() OVER (PARTITION BY s.order_no ORDER BY t.occurred_at, t.txn_id) AS nth_transfer
     FROM channel_txn t
-    JOIN run_orders s
+    JOIN (SELECT *, coalesce(other_order_no, unit_key) AS order_no FROM run_orders) s
       ON $match_window IS NOT NULL AND s.amount = t.amount AND s.currency = t.currency
      AND list_contains($pay_ids, s.pay_method)
      AND s.created_at <= t.occurred_at AND t.occurred_at <= s.created_at + $match_window
@@ -53,7 +53,7 @@ carried AS (
 -- are looked up), carried ones, amount-matched ones, and this channel's orders of the day whose money
 -- was booked nowhere. An order whose money was booked on another channel or date belongs to that run.
 scope_orders AS (
-    SELECT k.*,
+    SELECT k.* EXCLUDE (other_order_no), coalesce(k.other_order_no, k.unit_key) AS order_no,
            k.unit_key IN (SELECT unit_key FROM carried) AS carried,
            k.created_at >= $day_start AND k.created_at < $day_end AS own_date
     FROM run_orders k
