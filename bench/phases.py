@@ -175,3 +175,36 @@ def day_after_day(days: list[Day], configs: list[Path]) -> dict[str, Any]:
         per_day.append({"date": day.business_date.isoformat(), "import": imported, "run": times["run"],
                         "report": times["report"], "counts": dict(summary.counts), "expected": day.expected})
     return {"days": per_day, "rss": peak_rss_mib()}
+
+
+# What the store keeps of a day, one row each (README "The store"): a statement line, a shop order, a result.
+STORED_TABLES = ("channel_txn", "shop_orders", "results")
+FLOOR_COPY = "bench_store_floor"
+
+
+def store_floor(config_path: Path) -> dict[str, Any]:
+    """What storing the day costs DuckDB alone, in the store recon's end-to-end run left: each table of
+    STORED_TABLES copied whole into a fresh table, committed, under the store's memory limit, then dropped.
+
+    Nothing is parsed, joined or classified: this is the part of recon's time that no code of its own can
+    save while the store keeps every statement line, shop order and result, beside the bare join's.
+    """
+    from recon.config import load_config
+    from recon.lock import store_lock
+    from recon.store import open_store, unordered_inserts
+
+    config = load_config(config_path)
+    seconds: dict[str, float] = {}
+    rows: dict[str, int] = {}
+    with store_lock(config.store_path), open_store(config, write=True) as con, unordered_inserts(con):
+        for table in STORED_TABLES:
+            con.execute(f"DROP TABLE IF EXISTS {FLOOR_COPY}")
+            con.execute("CHECKPOINT")  # the copy's writes are its own, not the ones left before it
+            start = time.perf_counter()
+            con.execute("BEGIN")
+            con.execute(f"CREATE TABLE {FLOOR_COPY} AS SELECT * FROM {table}")
+            con.execute("COMMIT")
+            seconds[table] = time.perf_counter() - start
+            [(rows[table],)] = con.execute(f"SELECT count(*) FROM {FLOOR_COPY}").fetchall()
+        con.execute(f"DROP TABLE {FLOOR_COPY}")
+    return {"seconds": seconds, "rows": rows, "rss": peak_rss_mib()}

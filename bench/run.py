@@ -6,8 +6,9 @@ same files, and checks recon's counts against the seeded differences and the bas
 ``--days K`` K consecutive days are also reconciled one after the other into one store, each day's import
 and run timed (a run must not cost more as the store's history grows). With
 ``--mariadb DSN`` / ``--postgres DSN`` the same orders are also loaded into dujiaoka's table there and read
-into a store through the ``dujiaoka`` shop kind. Every phase runs in its own child process, so the peak RSS printed
-is that phase's. Exit 1 when counts disagree.
+into a store through the ``dujiaoka`` shop kind. The store floor is what storing the day costs DuckDB alone: the
+day's channel rows, shop orders and results, as recon left them, each copied into a fresh table of the same store.
+Every phase runs in its own child process, so the peak RSS printed is that phase's. Exit 1 when counts disagree.
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ def bench_one(n: int, folder: Path, databases: dict[str, str], days: int = 1) ->
     config = phases.write_config(folder, f'kind = "export"\npath = "{day.shop_export.name}"')
     base = in_child(phases.baseline, day, folder)
     recon = in_child(phases.recon_end_to_end, day, config)
-    row = {"n": n, "generated": generated, "baseline": base, "recon": recon, "expected": day.expected}
+    floor = in_child(phases.store_floor, config)
+    row = {"n": n, "generated": generated, "baseline": base, "recon": recon, "floor": floor,
+           "expected": day.expected, "orders": day.orders}
     for name, dsn in databases.items():
         row[name] = bench_database(name, dsn, folder, day)
     if days > 1:
@@ -100,6 +103,14 @@ def report(row: dict[str, Any]) -> bool:
           f"({100 * t['reimport'] / t['import']:.1f} % of the import); peak RSS {row['recon']['rss']:.0f} MiB")
     got, expected, bare = row["recon"]["counts"], row["expected"], base["counts"]
     ok = got == expected == bare
+    floor = row["floor"]
+    # The copies hold the day: every order of the export once, and a result for every unit counted.
+    whole = floor["rows"]["shop_orders"] == row["orders"] and floor["rows"]["results"] == sum(expected.values())
+    ok = ok and whole
+    parts = ", ".join(f"{table} {seconds:.2f} s" for table, seconds in floor["seconds"].items())
+    floor_total = sum(floor["seconds"].values())
+    print(f"store floor (DuckDB copying what the store keeps of the day: {parts}): {floor_total:.2f} s "
+          f"= {floor_total / base['seconds']:.1f}x the baseline{'' if whole else ' MISMATCH ' + str(floor['rows'])}")
     for name, (label, _) in DATABASES.items():
         if name in row:
             m = row[name]
@@ -121,15 +132,17 @@ def report(row: dict[str, Any]) -> bool:
 
 
 def table(rows: list[dict[str, Any]]) -> None:
-    print("\n| orders | baseline s | import s | run s | report s | recon total s | ratio | s per 1 M | "
-          "re-import s | peak RSS MiB | MariaDB → store s | PostgreSQL → store s |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| orders | baseline s | import s | run s | report s | recon total s | ratio | store floor s (ratio) | "
+          "s per 1 M | re-import s | peak RSS MiB | MariaDB → store s | PostgreSQL → store s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         t = row["recon"]["times"]
         total = t["import"] + t["reconcile"]
         db = " | ".join(f"{row[name]['seconds']:.2f}" if name in row else "–" for name in DATABASES)
+        floor = sum(row["floor"]["seconds"].values())
         print(f"| {row['n']:,} | {row['baseline']['seconds']:.2f} | {t['import']:.2f} | {t['run']:.2f} | "
               f"{t['report']:.2f} | {total:.2f} | {total / row['baseline']['seconds']:.1f}x | "
+              f"{floor:.2f} ({floor / row['baseline']['seconds']:.1f}x) | "
               f"{total / row['n'] * 1e6:.2f} | {t['reimport']:.3f} | {row['recon']['rss']:.0f} | {db} |")
 
 
