@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import zipfile
 from datetime import timedelta
@@ -9,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pytest
 from openpyxl import load_workbook
 
 from jobs.reconcile import reconcile, write_reports
@@ -173,12 +175,8 @@ def test_a_run_whose_workbook_cannot_be_written_still_publishes_the_snapshot_and
     scenario.import_(scenario.statement([{"txn": "T1", "order": "O1", "amount": "12.00"}]))
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the reports folder should be")
-    try:
+    with pytest.raises(OSError, match=re.escape(str(blocked))):
         reconcile(scenario.config, DAY, None, "test run", formats=["xlsx"], out_dir=blocked)
-    except OSError as exc:
-        assert str(blocked) in str(exc)
-    else:
-        raise AssertionError("the workbook cannot be written there")
     # the run is committed and published for readers, and the store's lock is free for the next command
     with duckdb.connect(str(snapshot_path(scenario.config.store_path)), read_only=True) as snap:
         assert snap.execute("SELECT status FROM runs").fetchall() == [("succeeded",)]
