@@ -102,7 +102,7 @@ def baseline(day: Day, folder: Path) -> dict[str, Any]:
 
 def import_day(day: Day, config: Config) -> float:
     """Import every statement of ``day`` into the store of ``config``; the seconds it took."""
-    from recon.importer import ImportOutcome, prepare_import, read_statements, store_import
+    from recon.importer import import_file, read_statements
     from recon.lock import store_lock
     from recon.store import open_store
 
@@ -112,9 +112,7 @@ def import_day(day: Day, config: Config) -> float:
     reads = read_statements([(path, config.channel(channel).kind) for channel, path in files])
     with store_lock(config.store_path), open_store(config, write=True) as con:
         for (channel, path), read in zip(files, reads, strict=True):
-            prepared = prepare_import(con, config, channel, path, read.result())
-            if not isinstance(prepared, ImportOutcome):
-                store_import(con, config, prepared)
+            import_file(con, config, channel, path, read=read.result())
     return time.perf_counter() - start
 
 

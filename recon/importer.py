@@ -208,9 +208,10 @@ def store_import(con: duckdb.DuckDBPyConnection, config: Config, prepared: Prepa
 
 
 def import_file(con: duckdb.DuckDBPyConnection, config: Config, channel_id: str, path: Path,
-                source: str = "file") -> ImportOutcome:
-    """Parse, validate and store one statement file in a single transaction."""
-    prepared = prepare_import(con, config, channel_id, path)
+                source: str = "file", read: StatementBytes | None = None) -> ImportOutcome:
+    """Parse, validate and store one statement file in a single transaction (``read``: its contents as
+    ``read_statements`` read them ahead, else it is read here)."""
+    prepared = prepare_import(con, config, channel_id, path, read)
     if isinstance(prepared, ImportOutcome):
         return prepared
     return store_import(con, config, prepared, source)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pytest
 
 from recon.migrations import MIGRATIONS
 from recon.store import open_store, schema_version
@@ -120,11 +121,7 @@ def test_a_new_store_is_created_and_a_table_it_lacks_is_never_a_python_variable(
     settlements = pl.DataFrame({"order_no": ["O1"]})  # noqa: F841  the name a mistaken query would pick up
     with scenario.store() as store:
         assert schema_version(store) == MIGRATIONS[-1][0]
-        try:
+        with pytest.raises(duckdb.CatalogException, match="settlements"):
             store.execute("SELECT * FROM settlements").fetchall()
-        except duckdb.CatalogException as exc:
-            assert "settlements" in str(exc)
-        else:
-            raise AssertionError("a Python variable was read as a store table")
     with scenario.store(write=False) as reader:
         assert schema_version(reader) == MIGRATIONS[-1][0]
